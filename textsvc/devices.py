@@ -1,0 +1,38 @@
+"""Device and numeric precision choices, made once for training, evaluation and serving."""
+
+from __future__ import annotations
+
+import torch
+
+from textsvc.errors import ConfigError
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """`requested` if given ("cpu", "cuda", "cuda:1"), else CUDA when present, else the CPU."""
+    if requested:
+        try:
+            device = torch.device(requested)
+        except RuntimeError as error:
+            raise ConfigError(f"device: {error}", field="device") from error
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device: CUDA was asked for but no GPU is visible", field="device")
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_precision(requested: str, device: torch.device) -> str:
+    """"auto" becomes bf16 on GPUs that have it, fp16 on older GPUs, and fp32 on the CPU."""
+    if requested != "auto":
+        if requested in ("bf16", "fp16") and device.type != "cuda":
+            raise ConfigError(f"precision: {requested} training needs a GPU", field="precision")
+        return requested
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def device_description(device: torch.device) -> str:
+    """A human name for the card: the GPU's model, or the CPU with its thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({torch.get_num_threads()} threads)"

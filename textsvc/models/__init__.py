@@ -1,0 +1,11 @@
+"""Model architectures written for textsvc, registered with the transformers Auto classes."""
+
+
+def register_auto_classes() -> None:
+    """Make `AutoConfig` / `AutoModelFor...` resolve textsvc's own architectures."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from textsvc.models.lstm import LSTMConfig, LSTMForSequenceClassification
+
+    AutoConfig.register(LSTMConfig.model_type, LSTMConfig, exist_ok=True)
+    AutoModelForSequenceClassification.register(LSTMConfig, LSTMForSequenceClassification, exist_ok=True)

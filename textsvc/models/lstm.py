@@ -1,0 +1,144 @@
+"""Embedding + LSTM models as Hugging Face `PreTrainedModel`s.
+
+Written as transformers models so that `save_pretrained`, `from_pretrained`, the `Trainer` and the Auto
+classes treat them like any other architecture. Tensors only: no files, tokenizers or optimizers here.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from transformers import PreTrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+POOLING_MODES = ("max", "mean", "last")
+
+
+class LSTMConfig(PreTrainedConfig):
+    """Sizes of the embedding + LSTM stack; `pooling` says how a sentence vector is made from its states."""
+
+    model_type = "textsvc_lstm"
+
+    vocab_size: int = 16000
+    embedding_dim: int = 256
+    hidden_size: int = 256
+    num_layers: int = 2
+    bidirectional: bool = True
+    dropout: float = 0.3
+    embedding_dropout: float = 0.1
+    pooling: str = "max"
+    max_position_embeddings: int = 512  # longest input the serving side will accept
+    pad_token_id: int | None = 0
+    initializer_range: float = 0.1
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.pooling not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
+
+
+class LSTMEncoder(nn.Module):
+    """Token ids -> contextual states, with padding packed away so the LSTM never reads it."""
+
+    def __init__(self, config: LSTMConfig):
+        super().__init__()
+        self.embeddings = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_token_id)
+        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.lstm = nn.LSTM(
+            config.embedding_dim,
+            config.hidden_size,
+            num_layers=config.num_layers,
+            bidirectional=config.bidirectional,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            batch_first=True,
+        )
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        embedded = self.embedding_dropout(self.embeddings(input_ids))  # (B, T, E)
+        lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()  # (B,) an empty row still gets one step
+        packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
+        states, _ = self.lstm(packed)
+        states, _ = pad_packed_sequence(states, batch_first=True, total_length=input_ids.shape[1])
+        return states  # (B, T, H * directions), zeros past each row's length
+
+
+def pool_states(states: torch.Tensor, attention_mask: torch.Tensor, mode: str, bidirectional: bool) -> torch.Tensor:
+    """(B, T, D) states -> (B, D) sentence vectors, ignoring padded positions."""
+    mask = attention_mask.unsqueeze(-1).to(states.dtype)  # (B, T, 1)
+    if mode == "max":
+        return states.masked_fill(mask == 0, torch.finfo(states.dtype).min).max(dim=1).values
+    if mode == "mean":
+        return (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+    # "last": the forward direction's state at each row's last token, the backward direction's at its first
+    last_index = (attention_mask.sum(dim=1) - 1).clamp(min=0)  # (B,)
+    last = states[torch.arange(states.shape[0], device=states.device), last_index]  # (B, D)
+    if not bidirectional:
+        return last
+    half = states.shape[-1] // 2
+    return torch.cat([last[:, :half], states[:, 0, half:]], dim=-1)
+
+
+class LSTMPreTrainedModel(PreTrainedModel):
+    config_class = LSTMConfig
+    config: LSTMConfig
+    base_model_prefix = "encoder"
+    main_input_name = "input_ids"
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        if isinstance(module, nn.Embedding):
+            module.weight.uniform_(-self.config.initializer_range, self.config.initializer_range)
+            if module.padding_idx is not None:
+                module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LSTM):
+            for name, param in module.named_parameters():
+                if "weight_hh" in name:
+                    nn.init.orthogonal_(param)  # keeps the recurrence well-conditioned early in training
+                elif "weight_ih" in name:
+                    nn.init.xavier_uniform_(param)
+                elif "bias" in name:
+                    param.zero_()
+                    hidden = param.shape[0] // 4
+                    param[hidden : 2 * hidden].fill_(1.0)  # forget-gate bias 1 (Jozefowicz et al. 2015)
+        elif isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                module.bias.zero_()
+
+
+class LSTMForSequenceClassification(LSTMPreTrainedModel):
+    """Embedding -> (Bi)LSTM -> pooled sentence vector -> linear head over `num_labels` classes."""
+
+    def __init__(self, config: LSTMConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.encoder = LSTMEncoder(config)
+        directions = 2 if config.bidirectional else 1
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.hidden_size * directions, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        if attention_mask is None:
+            attention_mask = (input_ids != self.config.pad_token_id).long()
+        states = self.encoder(input_ids, attention_mask)  # (B, T, D)
+        pooled = pool_states(states, attention_mask, self.config.pooling, self.config.bidirectional)  # (B, D)
+        logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
+        loss = None
+        if labels is not None:
+            loss = classification_loss(logits, labels, self.config.problem_type)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str | None) -> torch.Tensor:
+    """Cross-entropy for single-label problems, binary cross-entropy per label for multi-label ones."""
+    if problem_type == "multi_label_classification":
+        return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    return nn.functional.cross_entropy(logits, labels.view(-1))

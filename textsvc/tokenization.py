@@ -1,0 +1,36 @@
+"""Train or load Hugging Face `tokenizers` tokenizers, wrapped as `PreTrainedTokenizerFast`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+
+
+def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int, max_length: int,
+                              with_cls_sep: bool) -> PreTrainedTokenizerFast:
+    """A lower-casing WordPiece tokenizer learnt from `texts`; `[PAD]` is id 0, `[UNK]` id 1.
+
+    `with_cls_sep` adds BERT's `[CLS] ... [SEP]` framing, which encoders need and LSTMs do not.
+    """
+    tokenizer = Tokenizer(models.WordPiece(unk_token=UNK))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=[PAD, UNK, CLS, SEP, MASK])
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    if with_cls_sep:
+        cls_id, sep_id = tokenizer.token_to_id(CLS), tokenizer.token_to_id(SEP)
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{CLS} $A {SEP}", pair=f"{CLS} $A {SEP} $B:1 {SEP}:1", special_tokens=[(CLS, cls_id), (SEP, sep_id)])
+    input_names = ["input_ids", "token_type_ids", "attention_mask"] if with_cls_sep else ["input_ids", "attention_mask"]
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token=PAD, unk_token=UNK, cls_token=CLS, sep_token=SEP, mask_token=MASK,
+        model_max_length=max_length, model_input_names=input_names)
+
+
+def load_tokenizer(path: str) -> PreTrainedTokenizerFast:
+    """The fast tokenizer saved in a model directory (or named on the hub)."""
+    return AutoTokenizer.from_pretrained(path, use_fast=True)

@@ -1,0 +1,242 @@
+"""Fine-tune classifiers of every architecture with the Hugging Face `Trainer`; write the model directory."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from transformers import (AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification,
+                          DataCollatorWithPadding, EarlyStoppingCallback, PreTrainedTokenizerBase, Trainer,
+                          TrainerCallback, TrainingArguments, set_seed)
+from transformers.trainer_utils import get_last_checkpoint
+
+from textsvc import __version__
+from textsvc.cards import render_card
+from textsvc.config import ClassifierModelConfig, DataConfig, TrainingConfig, default_learning_rate
+from textsvc.data import LabelledSplits, load_labelled_splits
+from textsvc.devices import device_description, pick_precision
+from textsvc.errors import ConfigError
+from textsvc.metrics import classification_report, scalar_metrics
+from textsvc.modeldir import write_json, write_model_dir
+from textsvc.models.lstm import LSTMConfig, LSTMForSequenceClassification
+from textsvc.pretrained import default_encoder_path, hub_id_for
+from textsvc.tokenization import load_tokenizer, train_wordpiece_tokenizer
+
+
+def checkpoints_dir(output_dir: str) -> Path:
+    """Where an unfinished run keeps its checkpoints: beside the model directory, never inside it."""
+    final = Path(output_dir).resolve()
+    return final.parent / f"{final.name}.checkpoints"
+
+
+def training_arguments(train: TrainingConfig, model: ClassifierModelConfig, run_dir: Path) -> TrainingArguments:
+    """`TrainingArguments` for one run: evaluate and save every epoch, keep the best checkpoint."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = pick_precision(train.precision, device)
+    return TrainingArguments(
+        output_dir=str(run_dir),
+        num_train_epochs=train.num_train_epochs,
+        max_steps=train.max_steps,
+        learning_rate=train.learning_rate or default_learning_rate(model.arch, model.from_scratch),
+        weight_decay=train.weight_decay,
+        warmup_steps=train.warmup_ratio,  # a float below 1 is a share of all steps
+        lr_scheduler_type=train.lr_scheduler_type,
+        per_device_train_batch_size=train.per_device_train_batch_size,
+        per_device_eval_batch_size=train.per_device_eval_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        max_grad_norm=train.max_grad_norm,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="steps",
+        logging_steps=train.logging_steps,
+        load_best_model_at_end=True,
+        metric_for_best_model="accuracy",
+        greater_is_better=True,
+        save_total_limit=2,  # the best checkpoint and the latest one
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        seed=train.seed,
+        dataloader_num_workers=train.dataloader_num_workers,
+        disable_tqdm=train.disable_tqdm,
+        report_to="none",
+    )
+
+
+def prepare_tokenizer(model: ClassifierModelConfig, splits: LabelledSplits, run_dir: Path,
+                      args: TrainingArguments) -> PreTrainedTokenizerBase:
+    """The pretrained model's tokenizer, or one trained on the training split.
+
+    A trained tokenizer is saved in the run directory by the main process first, so that DDP ranks and a
+    resumed run all use the very same vocabulary.
+    """
+    if not model.from_scratch:
+        return load_tokenizer(model.model_name_or_path or default_encoder_path())
+    saved = run_dir / "tokenizer"
+    with args.main_process_first(desc="training the tokenizer"):
+        if (saved / "tokenizer.json").is_file():
+            return load_tokenizer(str(saved))
+        tokenizer = train_wordpiece_tokenizer(
+            splits.splits["train"]["text"], model.vocab_size, model.max_seq_length,
+            with_cls_sep=model.arch == "transformer")
+        if args.process_index == 0:
+            tokenizer.save_pretrained(str(saved))
+        return tokenizer
+
+
+def build_classifier(model: ClassifierModelConfig, tokenizer: PreTrainedTokenizerBase,
+                     label_names: Sequence[str]) -> transformers.PreTrainedModel:
+    """A new LSTM, a new small BERT-style encoder, or a pretrained encoder with a fresh classification head."""
+    labels = {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
+              "label2id": {name: i for i, name in enumerate(label_names)}}
+    if model.arch == "lstm":
+        config = LSTMConfig(
+            vocab_size=len(tokenizer), embedding_dim=model.embedding_dim, hidden_size=model.hidden_size,
+            num_layers=model.num_layers, bidirectional=model.bidirectional, dropout=model.dropout,
+            embedding_dropout=model.embedding_dropout, pooling=model.pooling,
+            max_position_embeddings=model.max_seq_length, pad_token_id=tokenizer.pad_token_id, **labels)
+        return LSTMForSequenceClassification(config)
+    if model.from_scratch:
+        config = BertConfig(
+            vocab_size=len(tokenizer), hidden_size=model.hidden_size, num_hidden_layers=model.num_layers,
+            num_attention_heads=model.num_attention_heads, intermediate_size=4 * model.hidden_size,
+            max_position_embeddings=model.max_seq_length, hidden_dropout_prob=model.dropout,
+            attention_probs_dropout_prob=model.dropout, pad_token_id=tokenizer.pad_token_id, **labels)
+        return BertForSequenceClassification(config)
+    return AutoModelForSequenceClassification.from_pretrained(
+        model.model_name_or_path or default_encoder_path(), use_safetensors=True, **labels)
+
+
+def compute_epoch_metrics(num_labels: int):
+    """The `Trainer`'s `compute_metrics`: scalar figures from logits."""
+    def compute(eval_prediction) -> dict[str, float]:
+        logits = eval_prediction.predictions
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        return scalar_metrics(eval_prediction.label_ids, np.argmax(logits, axis=-1), num_labels)
+    return compute
+
+
+def evaluate_split(trainer: Trainer, dataset, label_names: Sequence[str]) -> dict:
+    """The full report (per class, confusion matrix) plus the mean loss on one tokenized split."""
+    output = trainer.predict(dataset, metric_key_prefix="eval")
+    report = classification_report(output.label_ids, np.argmax(output.predictions, axis=-1), label_names)
+    return {"loss": float(output.metrics["eval_loss"]), **report}
+
+
+def train_classifier(data: DataConfig, model: ClassifierModelConfig, train: TrainingConfig,
+                     callbacks: Sequence[TrainerCallback] = ()) -> Path:
+    """Train, evaluate on validation (and test), and write the model directory with its card."""
+    started = time.time()
+    set_seed(train.seed)
+    run_dir = checkpoints_dir(train.output_dir)
+    last_checkpoint = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+    if last_checkpoint and not train.resume:
+        raise ConfigError(f"resume: {run_dir} holds checkpoints of an unfinished run; pass --resume to "
+                          "continue it, or delete that folder to start over", code="unfinished_run", field="resume")
+    splits = load_labelled_splits(data)
+    args = training_arguments(train, model, run_dir)
+    tokenizer = prepare_tokenizer(model, splits, run_dir, args)
+    classifier = build_classifier(model, tokenizer, splits.label_names)
+
+    def tokenize(batch):
+        return tokenizer(batch["text"], truncation=True, max_length=model.max_seq_length)
+
+    tokenized = splits.splits.map(tokenize, batched=True, remove_columns=["text"], desc="tokenizing")
+    early_stopping = [EarlyStoppingCallback(train.early_stopping_patience)] if train.early_stopping_patience else []
+    trainer = Trainer(
+        model=classifier, args=args, train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
+        processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_epoch_metrics(len(splits.label_names)), callbacks=[*early_stopping, *callbacks])
+    train_result = trainer.train(resume_from_checkpoint=last_checkpoint if train.resume else None)
+    results = {"eval": evaluate_split(trainer, tokenized["validation"], splits.label_names)}
+    if "test" in tokenized:
+        results["test"] = evaluate_split(trainer, tokenized["test"], splits.label_names)
+    if trainer.is_world_process_zero():
+        info = training_info(data, model, train, splits, trainer, train_result.metrics, time.time() - started)
+        write_model_dir(train.output_dir, lambda staging: save_classifier(staging, trainer, results, info))
+        if not train.keep_checkpoints:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    return Path(train.output_dir)
+
+
+def save_classifier(directory: Path, trainer: Trainer, results: dict, info: dict) -> None:
+    """Everything a model directory holds: weights, tokenizer, results, training record and card."""
+    trainer.model.save_pretrained(directory)
+    trainer.processing_class.save_pretrained(directory)
+    for split, report in results.items():
+        write_json(directory / f"{split}_results.json", report)
+    write_json(directory / "train_results.json", info["train_metrics"])
+    write_json(directory / "training_info.json", info)
+    trainer.state.save_to_json(str(directory / "trainer_state.json"))
+    (directory / "README.md").write_text(render_card(directory), encoding="utf-8")
+
+
+def training_info(data: DataConfig, model: ClassifierModelConfig, train: TrainingConfig, splits: LabelledSplits,
+                  trainer: Trainer, train_metrics: dict, wall_seconds: float) -> dict:
+    """What the model card says about how the model was made, saved as `training_info.json`."""
+    args = trainer.args
+    base = None if model.from_scratch else (model.model_name_or_path or default_encoder_path())
+    split_sizes = {name: len(split) for name, split in splits.splits.items()}
+    label_counts = {name: {label: int(count) for label, count in zip(
+        splits.label_names, np.bincount(split["label"], minlength=len(splits.label_names)))}
+        for name, split in splits.splits.items()}
+    return {
+        "task": "text-classification",
+        "name": Path(train.output_dir).resolve().name,
+        "arch": model.arch,
+        "from_scratch": model.from_scratch,
+        "base_model": hub_id_for(base) if base else None,
+        "num_parameters": int(sum(p.numel() for p in trainer.model.parameters())),
+        "dataset": splits.source,
+        "dataset_files": splits.files,
+        "validation_carved_from_train": data.validation_file is None and data.dataset_name is None,
+        "split_sizes": split_sizes,
+        "label_counts": label_counts,
+        "labels": list(splits.label_names),
+        "language": train.language,
+        "license": train.license,
+        "hyperparameters": {
+            "learning_rate": args.learning_rate, "num_train_epochs": args.num_train_epochs,
+            "epochs_completed": round(trainer.state.epoch or 0, 2), "max_steps": args.max_steps,
+            "per_device_train_batch_size": args.per_device_train_batch_size,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps, "world_size": args.world_size,
+            "weight_decay": args.weight_decay, "warmup_ratio": train.warmup_ratio,
+            "lr_scheduler_type": str(args.lr_scheduler_type.value if hasattr(args.lr_scheduler_type, "value")
+                                     else args.lr_scheduler_type),
+            "optimizer": "AdamW", "max_grad_norm": args.max_grad_norm, "max_seq_length": model.max_seq_length,
+            "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32", "seed": args.seed,
+            "early_stopping_patience": train.early_stopping_patience,
+            **({"vocab_size": model.vocab_size} if model.from_scratch else {}),
+            **(_architecture_fields(model)),
+        },
+        "best_checkpoint_metric": {"accuracy": trainer.state.best_metric},
+        "train_metrics": train_metrics,
+        "wall_seconds": round(wall_seconds, 1),
+        "hardware": device_description(args.device),
+        "framework_versions": {
+            "textsvc": __version__, "transformers": transformers.__version__, "torch": torch.__version__,
+            "datasets": _version("datasets"), "tokenizers": _version("tokenizers"), "python": platform.python_version(),
+        },
+    }
+
+
+def _architecture_fields(model: ClassifierModelConfig) -> dict:
+    if model.arch == "lstm":
+        return {"embedding_dim": model.embedding_dim, "hidden_size": model.hidden_size, "num_layers": model.num_layers,
+                "bidirectional": model.bidirectional, "dropout": model.dropout,
+                "embedding_dropout": model.embedding_dropout, "pooling": model.pooling}
+    if model.from_scratch:
+        return {"hidden_size": model.hidden_size, "num_layers": model.num_layers,
+                "num_attention_heads": model.num_attention_heads, "dropout": model.dropout}
+    return {}
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+    return version(package)
