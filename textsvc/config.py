@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,7 @@ class ClassifierModelConfig:
 
     arch: str = "lstm"
     model_name_or_path: str | None = None
+    base_model_name: str | None = None  # hub name for the card when model_name_or_path is a local copy
     max_seq_length: int = 128
     vocab_size: int = 16000  # tokenizers trained on the training split (lstm, scratch transformer)
     embedding_dim: int = 256
@@ -101,6 +104,7 @@ class TrainingConfig:
     per_device_eval_batch_size: int = 128
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
+    group_by_length: bool = False  # batch texts of similar length together: less padding, faster epochs
     early_stopping_patience: int = 2
     seed: int = 42
     resume: bool = False
@@ -155,8 +159,8 @@ def build_configs(values: dict[str, Any], *classes: type) -> tuple:
         raise ConfigError(f"unknown setting {unknown[0]!r}", code="unknown_setting", field=unknown[0])
     built = []
     for cls in classes:
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        kwargs = {name: _coerce(values[name], fields[name]) for name in fields if name in values}
+        fields, hints = {f.name: f for f in dataclasses.fields(cls)}, typing.get_type_hints(cls)
+        kwargs = {name: _coerce(values[name], fields[name], hints[name]) for name in fields if name in values}
         try:
             built.append(cls(**kwargs))
         except TypeError as error:
@@ -164,16 +168,23 @@ def build_configs(values: dict[str, Any], *classes: type) -> tuple:
     return tuple(built)
 
 
-def _coerce(value: Any, field: dataclasses.Field) -> Any:
-    """Lists from config files become tuples, so the dataclasses stay hashable and frozen."""
-    if isinstance(value, list):
-        return tuple(str(v) for v in value)
-    default = field.default
-    if isinstance(default, bool) and not isinstance(value, bool):
+def _coerce(value: Any, field: dataclasses.Field, hint: Any) -> Any:
+    """Check a value against its field's type (so a bad one names the field); lists become tuples."""
+    kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)  # `float | None`: both
+    if value is None and type(None) in kinds:
+        return value
+    base = kinds[0]
+    if typing.get_origin(base) is tuple:  # label names: a list, or comma-separated text from a flag
+        if isinstance(value, (list, tuple)):
+            return tuple(str(v) for v in value)
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(","))
+        raise ConfigError(f"{field.name}: expected a list of names, got {value!r}", field=field.name)
+    if base is bool and not isinstance(value, bool):
         raise ConfigError(f"{field.name}: expected true or false, got {value!r}", field=field.name)
-    if isinstance(default, (int, float)) and not isinstance(default, bool):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{field.name}: expected a number, got {value!r}", field=field.name)
-    if field.name == "label_names" and isinstance(value, str):
-        return tuple(name.strip() for name in value.split(","))
+    if base in (int, float) and (isinstance(value, bool) or not isinstance(value, int if base is int else (int, float))):
+        raise ConfigError(f"{field.name}: expected {'an integer' if base is int else 'a number'}, got {value!r}",
+                          field=field.name)
+    if base is str and not isinstance(value, str):
+        raise ConfigError(f"{field.name}: expected text, got {value!r}", field=field.name)
     return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +64,21 @@ def load_file(path: str) -> Dataset:
     try:
         return datasets.load_dataset(builder, data_files=path, split="train", **options)
     except Exception as error:  # pyarrow, pandas and json raise many types for malformed files
+        if holds_no_rows(path):  # `datasets` cannot build a split of zero rows and raises instead
+            raise DataError(f"{path}: holds no examples", code="empty_split") from error
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         raise DataError(f"{path}: cannot read as {builder}: {reason}", code="unreadable_file") from error
+
+
+def holds_no_rows(path: str) -> bool:
+    """True for an uncompressed text file with nothing but blank lines after a csv/tsv header line."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".csv", ".tsv", ".json", ".jsonl", ".txt"):
+        return False
+    allowed = 1 if suffix in (".csv", ".tsv") else 0
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        filled = (line for line in handle if line.strip())
+        return sum(1 for _ in itertools.islice(filled, allowed + 1)) <= allowed
 
 
 def guess_column(columns: list[str], guesses: tuple[str, ...], kind: str, exclude: str | None = None) -> str:

@@ -51,6 +51,7 @@ def training_arguments(train: TrainingConfig, model: ClassifierModelConfig, run_
         per_device_eval_batch_size=train.per_device_eval_batch_size,
         gradient_accumulation_steps=train.gradient_accumulation_steps,
         max_grad_norm=train.max_grad_norm,
+        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         eval_strategy="epoch",
         save_strategy="epoch",
         logging_strategy="steps",
@@ -65,6 +66,8 @@ def training_arguments(train: TrainingConfig, model: ClassifierModelConfig, run_
         dataloader_num_workers=train.dataloader_num_workers,
         disable_tqdm=train.disable_tqdm,
         report_to="none",
+        # without use_cpu, accelerate sets up no CPU process group under torchrun: each rank would train alone
+        use_cpu=device.type == "cpu",
     )
 
 
@@ -142,6 +145,9 @@ def train_classifier(data: DataConfig, model: ClassifierModelConfig, train: Trai
     args = training_arguments(train, model, run_dir)
     tokenizer = prepare_tokenizer(model, splits, run_dir, args)
     classifier = build_classifier(model, tokenizer, splits.label_names)
+    # the models return a mean loss and ignore `num_items_in_batch`; without this the Trainer multiplies the loss
+    # (and the gradients) by the number of processes under DDP and skips the division by accumulation steps
+    classifier.accepts_loss_kwargs = False
 
     def tokenize(batch):
         return tokenizer(batch["text"], truncation=True, max_length=model.max_seq_length)
@@ -191,7 +197,7 @@ def training_info(data: DataConfig, model: ClassifierModelConfig, train: Trainin
         "name": Path(train.output_dir).resolve().name,
         "arch": model.arch,
         "from_scratch": model.from_scratch,
-        "base_model": hub_id_for(base) if base else None,
+        "base_model": (model.base_model_name or hub_id_for(base)) if base else None,
         "num_parameters": int(sum(p.numel() for p in trainer.model.parameters())),
         "dataset": splits.source,
         "dataset_files": splits.files,

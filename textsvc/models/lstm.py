@@ -128,6 +128,13 @@ class LSTMForSequenceClassification(LSTMPreTrainedModel):
     ) -> SequenceClassifierOutput:
         if attention_mask is None:
             attention_mask = (input_ids != self.config.pad_token_id).long()
+        if input_ids.shape[1] == 0:  # a batch of empty texts
+            input_ids = nn.functional.pad(input_ids, (0, 1), value=self.config.pad_token_id or 0)
+            attention_mask = nn.functional.pad(attention_mask, (0, 1))
+        # an empty text is read as one padding step, so that pooling has a state (max pooling gave +-inf logits);
+        # with right padding every other row has position 0 already
+        attention_mask = attention_mask.clone()
+        attention_mask[:, 0] = 1
         states = self.encoder(input_ids, attention_mask)  # (B, T, D)
         pooled = pool_states(states, attention_mask, self.config.pooling, self.config.bidirectional)  # (B, D)
         logits = self.classifier(self.dropout(pooled))  # (B, num_labels)

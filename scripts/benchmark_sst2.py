@@ -1,0 +1,109 @@
+"""SST-2 benchmark: train textsvc classifiers on GLUE SST-2 train, report dev accuracy beside a baseline.
+
+The baseline (TF-IDF unigrams+bigrams with logistic regression, needs scikit-learn) runs in the same
+process on the same machine, so the figures can be read side by side. Model selection uses a
+validation share carved from train; dev.tsv is only ever used as the test set.
+
+    python scripts/benchmark_sst2.py --data_dir ../shared/data/sst2 --runs lstm minilm --copy_cards model_cards
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import time
+from pathlib import Path
+
+from textsvc.config import ClassifierModelConfig, DataConfig, TrainingConfig
+from textsvc.devices import device_description, pick_device
+from textsvc.modeldir import read_json
+from textsvc.training import train_classifier
+
+RUNS = {
+    "lstm": dict(model={"arch": "lstm", "embedding_dim": 300, "hidden_size": 256, "num_layers": 2,
+                        "dropout": 0.4, "embedding_dropout": 0.3, "pooling": "max", "vocab_size": 16000,
+                        "max_seq_length": 64},
+                 train={"num_train_epochs": 8, "learning_rate": 2e-3, "per_device_train_batch_size": 64,
+                        "weight_decay": 0.0, "early_stopping_patience": 3}),
+    "minilm": dict(model={"arch": "transformer", "max_seq_length": 64},
+                   train={"num_train_epochs": 2, "learning_rate": 5e-5, "per_device_train_batch_size": 32,
+                          "early_stopping_patience": 2, "group_by_length": True},
+                   data={"validation_split_percentage": 2}),
+}
+CARD_NAMES = {"lstm": "sst2-lstm", "minilm": "sst2-minilm-l6"}
+
+
+def read_tsv(path: Path) -> tuple[list[str], list[int]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return [r["sentence"] for r in rows], [int(r["label"]) for r in rows]
+
+
+def tfidf_baseline(data_dir: Path) -> dict:
+    """TF-IDF (1-2 grams) + logistic regression: the classical anchor for this dev set."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    started = time.time()
+    train_texts, train_labels = read_tsv(data_dir / "train.tsv")
+    dev_texts, dev_labels = read_tsv(data_dir / "dev.tsv")
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+    classifier = LogisticRegression(C=4.0, max_iter=2000).fit(vectorizer.fit_transform(train_texts), train_labels)
+    predictions = classifier.predict(vectorizer.transform(dev_texts))
+    accuracy = sum(int(p == y) for p, y in zip(predictions, dev_labels)) / len(dev_labels)
+    return {"dev_accuracy": accuracy, "wall_seconds": time.time() - started}
+
+
+def run_textsvc(name: str, data_dir: Path, output_root: Path, overrides: dict, disable_tqdm: bool) -> dict:
+    spec = RUNS[name]
+    output_dir = output_root / CARD_NAMES[name]
+    data = DataConfig(train_file=str(data_dir / "train.tsv"), test_file=str(data_dir / "dev.tsv"),
+                      label_names=("negative", "positive"),
+                      **{**spec.get("data", {}), **overrides.get("data", {})})
+    model = ClassifierModelConfig(**{**spec["model"], **overrides.get("model", {})})
+    train = TrainingConfig(output_dir=str(output_dir), disable_tqdm=disable_tqdm, logging_steps=200,
+                           license="other", **{**spec["train"], **overrides.get("train", {})})
+    started = time.time()
+    train_classifier(data, model, train)
+    report = read_json(output_dir / "test_results.json")
+    info = read_json(output_dir / "training_info.json")
+    return {"dev_accuracy": report["accuracy"], "dev_macro_f1": report["macro_f1"],
+            "wall_seconds": time.time() - started, "epochs": info["hyperparameters"]["epochs_completed"],
+            "parameters": info["num_parameters"], "output_dir": str(output_dir)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data_dir", default="../shared/data/sst2")
+    parser.add_argument("--output_dir", default="runs/sst2")
+    parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=sorted(RUNS))
+    parser.add_argument("--overrides", default="{}",
+                        help='JSON: {"lstm": {"model": {...}, "train": {...}, "data": {...}}}')
+    parser.add_argument("--copy_cards", help="copy each model card to this folder")
+    parser.add_argument("--no_baseline", action="store_true")
+    parser.add_argument("--disable_tqdm", action="store_true")
+    args = parser.parse_args()
+    data_dir, output_root = Path(args.data_dir), Path(args.output_dir)
+    overrides = json.loads(args.overrides)
+
+    results = {} if args.no_baseline else {"tfidf+logreg (baseline)": tfidf_baseline(data_dir)}
+    for name in args.runs:
+        results[name] = run_textsvc(name, data_dir, output_root, overrides.get(name, {}), args.disable_tqdm)
+        if args.copy_cards:
+            Path(args.copy_cards).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(results[name]["output_dir"]) / "README.md",
+                            Path(args.copy_cards) / f"{CARD_NAMES[name]}.md")
+
+    print(f"\nSST-2 dev (872 sentences) on {device_description(pick_device())}")
+    print(f"{'model':<26}{'dev acc':>9}{'macro F1':>10}{'epochs':>8}{'wall s':>9}")
+    for name, r in results.items():
+        print(f"{name:<26}{r['dev_accuracy']:>9.4f}{r.get('dev_macro_f1', float('nan')):>10.4f}"
+              f"{r.get('epochs', float('nan')):>8}{r['wall_seconds']:>9.1f}")
+    output_root.mkdir(parents=True, exist_ok=True)
+    (output_root / "summary.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Shared fixtures: tiny data files written on the fly and tiny real models, each trained once per session."""
+
+from __future__ import annotations
+
+import atexit
+import csv
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Keep the `datasets` cache out of the user's home, and never reach the hub. Set before `datasets` is imported.
+_HF_HOME = tempfile.mkdtemp(prefix="textsvc-tests-hf-")
+atexit.register(shutil.rmtree, _HF_HOME, True)
+os.environ.update(HF_HOME=_HF_HOME, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+                  HF_DATASETS_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+
+from textsvc.config import ClassifierModelConfig, DataConfig, TrainingConfig  # noqa: E402
+
+POSITIVE = "good great excellent wonderful amazing lovely fantastic superb delightful brilliant".split()
+NEGATIVE = "bad awful terrible horrible poor dreadful boring ugly nasty worst".split()
+FILLER = "the movie film plot acting was really quite so very a story show".split()
+
+LSTM = {"arch": "lstm", "vocab_size": 200, "embedding_dim": 16, "hidden_size": 16, "num_layers": 1,
+        "max_seq_length": 32}
+TRANSFORMER = {"arch": "transformer", "model_name_or_path": "scratch", "vocab_size": 200, "hidden_size": 32,
+               "num_layers": 2, "num_attention_heads": 2, "max_seq_length": 32}
+TRAINING = {"num_train_epochs": 10.0, "learning_rate": 1e-2, "per_device_train_batch_size": 16,
+            "early_stopping_patience": 0, "logging_steps": 1000, "disable_tqdm": True}
+ARCH_SETTINGS = {"lstm": LSTM, "transformer": {**TRANSFORMER, "learning_rate": 2e-3, "num_train_epochs": 5.0}}
+
+
+def sentiment_rows(n: int, seed: int) -> list[dict]:
+    """`n` short sentences, alternately positive and negative, each with two unmistakable sentiment words."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "pos" if i % 2 == 0 else "neg"
+        words = rng.sample(FILLER, rng.randint(2, 5)) + rng.sample(POSITIVE if label == "pos" else NEGATIVE, 2)
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+def write_rows(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
+    """Write `rows` as csv, tsv (tabs, no quoting) or jsonl, chosen by the extension; returns `path`."""
+    columns = columns or list(rows[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps({c: row[c] for c in columns}) + "\n" for row in rows), encoding="utf-8")
+    elif path.suffix == ".tsv":
+        lines = ["\t".join(columns)] + ["\t".join(str(row[c]) for c in columns) for row in rows]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    else:
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+    return path
+
+
+def as_flags(settings: dict) -> list[str]:
+    """The command-line flags that mean the same as `settings`."""
+    flags = []
+    for name, value in settings.items():
+        if isinstance(value, bool):
+            flags.append(f"--{name}" if value else f"--no-{name}")
+        else:
+            flags += [f"--{name}", ",".join(value) if isinstance(value, tuple) else str(value)]
+    return flags
+
+
+def tiny_configs(arch: str, output_dir: Path, train_file: Path, **settings) -> tuple:
+    """Data, model and training configs for a tiny run of `arch`; `settings` override any field."""
+    from textsvc.config import build_configs
+
+    values = {**TRAINING, **ARCH_SETTINGS[arch], "train_file": str(train_file), "output_dir": str(output_dir),
+              **settings}
+    return build_configs(values, DataConfig, ClassifierModelConfig, TrainingConfig)
+
+
+def train_tiny(arch: str, output_dir: Path, train_file: Path, callbacks=(), **settings) -> Path:
+    """Train a tiny `arch` model into `output_dir` (see `tiny_configs`)."""
+    from textsvc.training import train_classifier
+
+    return train_classifier(*tiny_configs(arch, output_dir, train_file, **settings), callbacks=callbacks)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """train.csv (120 rows), dev.csv and test.csv (40 rows each), labels `neg` / `pos`."""
+    directory = tmp_path_factory.mktemp("sentiment")
+    for name, size, seed in (("train", 120, 0), ("dev", 40, 1), ("test", 40, 2)):
+        write_rows(directory / f"{name}.csv", sentiment_rows(size, seed))
+    return directory
+
+
+def _train_session_model(tmp_path_factory, data_dir: Path, arch: str) -> Path:
+    output_dir = tmp_path_factory.mktemp(f"{arch}-run") / f"tiny-{arch}"
+    return train_tiny(arch, output_dir, data_dir / "train.csv", validation_file=str(data_dir / "dev.csv"),
+                      test_file=str(data_dir / "test.csv"))
+
+
+@pytest.fixture(scope="session")
+def lstm_dir(tmp_path_factory, data_dir) -> Path:
+    """A tiny LSTM trained on the sentiment files, with validation and test results."""
+    return _train_session_model(tmp_path_factory, data_dir, "lstm")
+
+
+@pytest.fixture(scope="session")
+def transformer_dir(tmp_path_factory, data_dir) -> Path:
+    """A tiny BERT-style encoder trained from scratch on the sentiment files."""
+    return _train_session_model(tmp_path_factory, data_dir, "transformer")
+
+
+@pytest.fixture(params=["lstm", "transformer"])
+def model_dir(request) -> Path:
+    """Each tiny trained model directory in turn."""
+    return request.getfixturevalue(f"{request.param}_dir")

@@ -1,0 +1,114 @@
+"""Config files (JSON, TOML) and flags fill the same dataclasses; bad settings name their field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import LSTM, TRAINING, as_flags, sentiment_rows, write_rows
+from textsvc.cli import build_parser, main
+from textsvc.config import ClassifierModelConfig, DataConfig, TrainingConfig, build_configs, read_config_file
+from textsvc.errors import ConfigError
+
+CLASSES = (DataConfig, ClassifierModelConfig, TrainingConfig)
+SETTINGS = {"train_file": "train.csv", "label_names": ("neg", "pos"), "output_dir": "out", "arch": "lstm",
+            "hidden_size": 16, "bidirectional": False, "dropout": 0.25, "num_train_epochs": 2,
+            "learning_rate": 0.005, "resume": True, "pooling": "mean"}
+TOML = """
+train_file = "train.csv"
+label_names = ["neg", "pos"]
+output_dir = "out"
+arch = "lstm"
+hidden_size = 16
+bidirectional = false
+dropout = 0.25
+num_train_epochs = 2
+learning_rate = 0.005
+resume = true
+pooling = "mean"
+"""
+
+
+def from_flags(flags: list[str]) -> tuple:
+    args = vars(build_parser().parse_args(["train-classifier", *flags]))
+    return build_configs({k: v for k, v in args.items() if k not in ("command", "config")}, *CLASSES)
+
+
+def test_json_toml_and_flags_give_the_same_configs(tmp_path):
+    json_file = tmp_path / "config.json"
+    json_file.write_text(json.dumps({**SETTINGS, "label_names": list(SETTINGS["label_names"])}))
+    toml_file = tmp_path / "config.toml"
+    toml_file.write_text(TOML)
+    from_json = build_configs(read_config_file(str(json_file)), *CLASSES)
+    from_toml = build_configs(read_config_file(str(toml_file)), *CLASSES)
+    assert from_json == from_toml == from_flags(as_flags(SETTINGS))
+    data, model, training = from_toml
+    assert data.label_names == ("neg", "pos") and model.bidirectional is False and training.resume is True
+
+
+def test_flags_override_the_config_file(tmp_path, capsys):
+    train_file = write_rows(tmp_path / "train.csv", sentiment_rows(40, seed=7))
+    config = tmp_path / "config.toml"
+    file_settings = {**TRAINING, **LSTM, "num_train_epochs": 1.0, "learning_rate": 0.02, "hidden_size": 12,
+                     "train_file": str(train_file), "output_dir": str(tmp_path / "from-file")}
+    config.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in file_settings.items()))
+    status = main(["train-classifier", "--config", str(config), "--learning_rate", "0.005",
+                   "--output_dir", str(tmp_path / "from-flags")])
+    assert status == 0, capsys.readouterr().err
+    assert not (tmp_path / "from-file").exists()
+    info = json.loads((tmp_path / "from-flags" / "training_info.json").read_text())
+    assert info["hyperparameters"]["learning_rate"] == 0.005
+    assert info["hyperparameters"]["hidden_size"] == 12 and info["hyperparameters"]["num_train_epochs"] == 1.0
+
+
+def test_unknown_setting(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        build_configs({"train_file": "t.csv", "output_dir": "o", "hidden_sise": 8}, *CLASSES)
+    assert (error.value.code, error.value.field) == ("unknown_setting", "hidden_sise")
+
+
+def test_unknown_setting_in_config_file_through_cli(tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"train_file": "t.csv", "output_dir": "o", "epochs": 3}))
+    assert main(["train-classifier", "--config", str(config)]) == 2
+    assert capsys.readouterr().err.startswith("textsvc: error [unknown_setting]: ")
+
+
+@pytest.mark.parametrize("field, value", [
+    ("num_train_epochs", "three"), ("bidirectional", "yes"), ("learning_rate", "3e-4"), ("learning_rate", True),
+    ("max_seq_length", [1, 2]), ("hidden_size", 16.5), ("max_train_samples", "10"), ("text_column", 3),
+    ("label_names", 2), ("arch", None),
+])
+def test_wrong_type_names_the_field(field, value):
+    with pytest.raises(ConfigError) as error:
+        build_configs({"train_file": "t.csv", "output_dir": "o", field: value}, *CLASSES)
+    assert error.value.field == field
+
+
+@pytest.mark.parametrize("field, value", [
+    ("arch", "cnn"), ("dropout", 1.5), ("embedding_dropout", -0.1), ("vocab_size", 50), ("pooling", "sum"),
+    ("num_attention_heads", 3), ("num_train_epochs", 0), ("warmup_ratio", 1.0), ("precision", "fp8"),
+    ("early_stopping_patience", -1), ("validation_split_percentage", 100.0), ("model_name_or_path", "scratch"),
+])
+def test_invalid_values_raise_config_error_with_field(field, value):
+    with pytest.raises(ConfigError) as error:
+        build_configs({"train_file": "t.csv", "output_dir": "o", field: value}, *CLASSES)
+    assert error.value.code == "invalid_config" and error.value.field == field
+
+
+@pytest.mark.parametrize("missing", ["train_file", "output_dir"])
+def test_required_settings(missing):
+    values = {"train_file": "t.csv", "output_dir": "o"}
+    del values[missing]
+    with pytest.raises(ConfigError) as error:
+        build_configs(values, *CLASSES)
+    assert error.value.field == missing
+
+
+@pytest.mark.parametrize("content, name", [("not = [valid", "c.toml"), ("{nope", "c.json"), ("[1, 2]", "c.json")])
+def test_unreadable_config_file(tmp_path, content, name):
+    (tmp_path / name).write_text(content)
+    with pytest.raises(ConfigError) as error:
+        read_config_file(str(tmp_path / name))
+    assert error.value.code == "config_file_unreadable"
