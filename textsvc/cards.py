@@ -66,6 +66,12 @@ def _split_source(info: dict, split: str) -> str:
 def model_details(info: dict) -> str:
     description = ARCH_DESCRIPTIONS[(info["arch"], info["from_scratch"])]
     base = f" Base model: `{info['base_model']}`." if info.get("base_model") else ""
+    if info.get("distillation"):
+        teacher = info["distillation"]
+        base += (f" Its weights start from random values; it learnt from the labels and from the logits of the "
+                 f"teacher classifier `{teacher['teacher']}`"
+                 + (f" (fine-tuned from `{teacher['teacher_base_model']}`)" if teacher.get("teacher_base_model")
+                    else "") + " by knowledge distillation.")
     return (f"## Model details\n\n`{info['name']}` is {description}, made with textsvc "
             f"{info['framework_versions']['textsvc']}.{base} It has {info['num_parameters']:,} parameters and "
             f"predicts one of {len(info['labels'])} labels: {', '.join(f'`{l}`' for l in info['labels'])}. "
@@ -100,9 +106,13 @@ def training_procedure(info: dict) -> str:
     runtime = info["train_metrics"].get("train_runtime")
     timing = f"Training took {runtime:.0f} s" if runtime is not None else "Training time was not recorded"
     how = "Fine-tuned" if not info["from_scratch"] else "Trained from random initialisation"
+    teacher = info.get("distillation")
+    distilled = (f" The training loss was {teacher['alpha']} x cross-entropy on the labels + {1 - teacher['alpha']:g} x "
+                 f"the KL divergence to the teacher's softened predictions at temperature {teacher['temperature']} "
+                 "(Hinton et al. 2015), scaled by the temperature squared." if teacher else "")
     return (f"## Training procedure\n\n{how} with the Hugging Face `Trainer`: AdamW with weight decay, linear "
             "warm-up then decay, evaluation after every epoch, early stopping on validation accuracy, and the "
-            "best checkpoint kept.\n\n" + "\n".join(rows) +
+            "best checkpoint kept." + distilled + "\n\n" + "\n".join(rows) +
             f"\n\n{timing} ({info['wall_seconds']:.0f} s wall time including data preparation) on "
             f"{info['hardware']}.\n")
 
@@ -139,6 +149,8 @@ def limitations(info: dict, results: dict) -> str:
         worst = min(report["per_class"].items(), key=lambda item: item[1]["f1"])
         points.append(f"The weakest label is `{worst[0]}` (F1 {worst[1]['f1']:.3f} on the "
                       f"{'test' if 'test' in results else 'validation'} split).")
+    if info.get("distillation"):
+        points.append("As a distilled model it inherits the teacher's mistakes and biases on top of its own.")
     if info["from_scratch"]:
         points.append("The vocabulary was learnt from the training split alone, lower-cased: words absent from it "
                       "are split into pieces the model has seldom seen, and case carries no signal.")

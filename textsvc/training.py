@@ -20,10 +20,11 @@ from textsvc import __version__
 from textsvc.cards import render_card
 from textsvc.config import ClassifierModelConfig, DataConfig, TrainingConfig, default_learning_rate
 from textsvc.data import LabelledSplits, load_labelled_splits
+from textsvc.distillation import TEACHER_COLUMN, DistillationTrainer, teacher_logits
 from textsvc.devices import device_description, pick_precision
 from textsvc.errors import ConfigError
 from textsvc.metrics import classification_report, scalar_metrics
-from textsvc.modeldir import write_json, write_model_dir
+from textsvc.modeldir import read_json, write_json, write_model_dir
 from textsvc.models.lstm import LSTMConfig, LSTMForSequenceClassification
 from textsvc.pretrained import default_encoder_path, hub_id_for
 from textsvc.tokenization import load_tokenizer, train_wordpiece_tokenizer
@@ -52,6 +53,7 @@ def training_arguments(train: TrainingConfig, model: ClassifierModelConfig, run_
         gradient_accumulation_steps=train.gradient_accumulation_steps,
         max_grad_norm=train.max_grad_norm,
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
+        remove_unused_columns=not train.teacher_model_dir,  # keep the teacher's logits for the loss
         eval_strategy="epoch",
         save_strategy="epoch",
         logging_strategy="steps",
@@ -153,11 +155,7 @@ def train_classifier(data: DataConfig, model: ClassifierModelConfig, train: Trai
         return tokenizer(batch["text"], truncation=True, max_length=model.max_seq_length)
 
     tokenized = splits.splits.map(tokenize, batched=True, remove_columns=["text"], desc="tokenizing")
-    early_stopping = [EarlyStoppingCallback(train.early_stopping_patience)] if train.early_stopping_patience else []
-    trainer = Trainer(
-        model=classifier, args=args, train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
-        processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=compute_epoch_metrics(len(splits.label_names)), callbacks=[*early_stopping, *callbacks])
+    trainer = make_trainer(classifier, args, tokenizer, tokenized, splits, train, callbacks)
     train_result = trainer.train(resume_from_checkpoint=last_checkpoint if train.resume else None)
     results = {"eval": evaluate_split(trainer, tokenized["validation"], splits.label_names)}
     if "test" in tokenized:
@@ -169,6 +167,22 @@ def train_classifier(data: DataConfig, model: ClassifierModelConfig, train: Trai
             shutil.rmtree(run_dir, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     return Path(train.output_dir)
+
+
+def make_trainer(model: transformers.PreTrainedModel, args: TrainingArguments, tokenizer: PreTrainedTokenizerBase,
+                 tokenized, splits: LabelledSplits, train: TrainingConfig,
+                 callbacks: Sequence[TrainerCallback]) -> Trainer:
+    """A `Trainer`, or a `DistillationTrainer` whose training rows carry the teacher's logits."""
+    early_stopping = [EarlyStoppingCallback(train.early_stopping_patience)] if train.early_stopping_patience else []
+    common = dict(model=model, args=args, train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
+                  processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+                  compute_metrics=compute_epoch_metrics(len(splits.label_names)),
+                  callbacks=[*early_stopping, *callbacks])
+    if not train.teacher_model_dir:
+        return Trainer(**common)
+    logits = teacher_logits(train.teacher_model_dir, splits.splits["train"]["text"], splits.label_names)
+    common["train_dataset"] = tokenized["train"].add_column(TEACHER_COLUMN, logits)
+    return DistillationTrainer(**common, alpha=train.distillation_alpha, temperature=train.distillation_temperature)
 
 
 def save_classifier(directory: Path, trainer: Trainer, results: dict, info: dict) -> None:
@@ -221,6 +235,7 @@ def training_info(data: DataConfig, model: ClassifierModelConfig, train: Trainin
             **({"vocab_size": model.vocab_size} if model.from_scratch else {}),
             **(_architecture_fields(model)),
         },
+        "distillation": distillation_info(train),
         "best_checkpoint_metric": {"accuracy": trainer.state.best_metric},
         "train_metrics": train_metrics,
         "wall_seconds": round(wall_seconds, 1),
@@ -230,6 +245,15 @@ def training_info(data: DataConfig, model: ClassifierModelConfig, train: Trainin
             "datasets": _version("datasets"), "tokenizers": _version("tokenizers"), "python": platform.python_version(),
         },
     }
+
+
+def distillation_info(train: TrainingConfig) -> dict | None:
+    """The teacher and loss mix of a distilled model, for its card."""
+    if not train.teacher_model_dir:
+        return None
+    teacher = read_json(Path(train.teacher_model_dir) / "training_info.json") or {}
+    return {"teacher": Path(train.teacher_model_dir).resolve().name, "teacher_base_model": teacher.get("base_model"),
+            "alpha": train.distillation_alpha, "temperature": train.distillation_temperature}
 
 
 def _architecture_fields(model: ClassifierModelConfig) -> dict:

@@ -1,0 +1,45 @@
+"""Knowledge distillation: the soft loss, and an LSTM student trained from a tiny teacher end to end."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import sentiment_rows, train_tiny, write_rows
+from textsvc.distillation import soft_target_loss
+from textsvc.errors import ConfigError
+from textsvc.modeldir import read_json
+
+
+def test_soft_loss_is_zero_when_student_matches_teacher():
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0]])
+    assert soft_target_loss(logits, logits.clone(), temperature=2.0).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_soft_loss_grows_with_disagreement_and_scales_with_temperature_squared():
+    student, teacher = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    near, far = soft_target_loss(student, teacher, 1.0), soft_target_loss(student * 3, teacher * 3, 1.0)
+    assert 0 < near < far
+    p = torch.softmax(teacher, -1)
+    kl = (p * (p.log() - torch.log_softmax(student, -1))).sum()
+    assert soft_target_loss(student, teacher, 1.0).item() == pytest.approx(kl.item(), rel=1e-5)
+
+
+def test_lstm_student_learns_from_teacher(tmp_path, data_dir, transformer_dir):
+    output = train_tiny("lstm", tmp_path / "student", data_dir / "train.csv", validation_file=str(data_dir / "dev.csv"),
+                        test_file=str(data_dir / "test.csv"), teacher_model_dir=str(transformer_dir),
+                        distillation_alpha=0.3, distillation_temperature=3.0)
+    info = read_json(output / "training_info.json")
+    assert info["distillation"] == {"teacher": transformer_dir.name, "teacher_base_model": None,
+                                    "alpha": 0.3, "temperature": 3.0}
+    assert read_json(output / "test_results.json")["accuracy"] >= 0.9
+    card = (output / "README.md").read_text()
+    assert f"teacher classifier `{transformer_dir.name}`" in card and "temperature 3.0" in card
+
+
+def test_teacher_with_other_labels_is_refused(tmp_path, transformer_dir):
+    rows = [{"text": row["text"], "label": "yes" if row["label"] == "pos" else "no"} for row in sentiment_rows(40, 5)]
+    train_file = write_rows(tmp_path / "yes_no.csv", rows)
+    with pytest.raises(ConfigError) as error:
+        train_tiny("lstm", tmp_path / "student", train_file, teacher_model_dir=str(transformer_dir))
+    assert error.value.code == "teacher_labels_mismatch"
