@@ -43,3 +43,20 @@ def test_teacher_with_other_labels_is_refused(tmp_path, transformer_dir):
     with pytest.raises(ConfigError) as error:
         train_tiny("lstm", tmp_path / "student", train_file, teacher_model_dir=str(transformer_dir))
     assert error.value.code == "teacher_labels_mismatch"
+
+
+def test_transfer_texts_join_the_training_rows(tmp_path, data_dir, transformer_dir):
+    transfer = tmp_path / "transfer.txt"
+    transfer.write_text("\n".join(row["text"] for row in sentiment_rows(30, 9)) + "\n\n", encoding="utf-8")
+    output = train_tiny("lstm", tmp_path / "student", data_dir / "train.csv", validation_file=str(data_dir / "dev.csv"),
+                        teacher_model_dir=str(transformer_dir), transfer_file=str(transfer), num_train_epochs=2.0)
+    info = read_json(output / "training_info.json")
+    assert info["distillation"]["transfer_examples"] == 30
+    assert info["distillation"]["transfer_file"] == "transfer.txt"
+    assert "30 unlabelled texts from `transfer.txt`" in (output / "README.md").read_text()
+
+
+def test_transfer_file_needs_a_teacher(tmp_path, data_dir):
+    with pytest.raises(ConfigError) as error:
+        train_tiny("lstm", tmp_path / "student", data_dir / "train.csv", transfer_file=str(data_dir / "dev.csv"))
+    assert error.value.field == "transfer_file"

@@ -71,7 +71,10 @@ def model_details(info: dict) -> str:
         base += (f" Its weights start from random values; it learnt from the labels and from the logits of the "
                  f"teacher classifier `{teacher['teacher']}`"
                  + (f" (fine-tuned from `{teacher['teacher_base_model']}`)" if teacher.get("teacher_base_model")
-                    else "") + " by knowledge distillation.")
+                    else "") + " by knowledge distillation"
+                 + (f", on the training data plus {teacher['transfer_examples']:,} unlabelled texts from "
+                    f"`{teacher['transfer_file']}` that the teacher labelled" if teacher.get("transfer_file") else "")
+                 + ".")
     return (f"## Model details\n\n`{info['name']}` is {description}, made with textsvc "
             f"{info['framework_versions']['textsvc']}.{base} It has {info['num_parameters']:,} parameters and "
             f"predicts one of {len(info['labels'])} labels: {', '.join(f'`{l}`' for l in info['labels'])}. "

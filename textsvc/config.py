@@ -105,6 +105,7 @@ class TrainingConfig:
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
     teacher_model_dir: str | None = None  # a trained classifier whose logits the new model learns from
+    transfer_file: str | None = None  # unlabelled texts the teacher labels, added to the training rows
     distillation_alpha: float = 0.5  # weight of the label loss; the teacher's soft loss gets 1 - alpha
     distillation_temperature: float = 2.0
     group_by_length: bool = False  # batch texts of similar length together: less padding, faster epochs
@@ -129,6 +130,8 @@ class TrainingConfig:
             _require(getattr(self, name) > 0, name, "must be positive")
         _require(self.early_stopping_patience >= 0, "early_stopping_patience", "must be >= 0 (0 turns it off)")
         _require(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}")
+        _require(self.transfer_file is None or self.teacher_model_dir is not None, "transfer_file",
+                 "needs --teacher_model_dir to label its texts")
         _require(0 <= self.distillation_alpha <= 1, "distillation_alpha", "must be in [0, 1]")
         _require(self.distillation_temperature > 0, "distillation_temperature", "must be positive")
 

@@ -81,6 +81,19 @@ def holds_no_rows(path: str) -> bool:
         return sum(1 for _ in itertools.islice(filled, allowed + 1)) <= allowed
 
 
+def load_texts(path: str, text_column: str | None = None) -> list[str]:
+    """The texts of an unlabelled file (one per line for .txt), refusing non-text values and empty files."""
+    dataset = load_file(path)
+    column = text_column or guess_column(list(dataset.column_names), TEXT_COLUMN_GUESSES, "text")
+    texts = [text for text in dataset[column] if not (isinstance(text, str) and not text.strip())]
+    if not texts:
+        raise DataError(f"{path} holds no texts", code="empty_split")
+    for row, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise DataError(f"{path}, row {row + 1}: {text!r} is not text", code="non_text_value")
+    return texts
+
+
 def guess_column(columns: list[str], guesses: tuple[str, ...], kind: str, exclude: str | None = None) -> str:
     """Pick the column named like a usual `kind` column, or the only remaining one."""
     candidates = [c for c in columns if c != exclude]

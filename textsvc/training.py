@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 import transformers
@@ -19,7 +20,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from textsvc import __version__
 from textsvc.cards import render_card
 from textsvc.config import ClassifierModelConfig, DataConfig, TrainingConfig, default_learning_rate
-from textsvc.data import LabelledSplits, load_labelled_splits
+from textsvc.data import LabelledSplits, load_labelled_splits, load_texts
 from textsvc.distillation import TEACHER_COLUMN, DistillationTrainer, teacher_logits
 from textsvc.devices import device_description, pick_precision
 from textsvc.errors import ConfigError
@@ -180,9 +181,27 @@ def make_trainer(model: transformers.PreTrainedModel, args: TrainingArguments, t
                   callbacks=[*early_stopping, *callbacks])
     if not train.teacher_model_dir:
         return Trainer(**common)
-    logits = teacher_logits(train.teacher_model_dir, splits.splits["train"]["text"], splits.label_names)
-    common["train_dataset"] = tokenized["train"].add_column(TEACHER_COLUMN, logits)
+    common["train_dataset"] = distillation_rows(tokenized["train"], splits, train, tokenizer, model.config)
     return DistillationTrainer(**common, alpha=train.distillation_alpha, temperature=train.distillation_temperature)
+
+
+def distillation_rows(tokenized_train, splits: LabelledSplits, train: TrainingConfig,
+                      tokenizer: PreTrainedTokenizerBase, model_config):
+    """Training rows with the teacher's logits; transfer texts join them, labelled with the teacher's choice."""
+    texts = splits.splits["train"]["text"]
+    logits = teacher_logits(train.teacher_model_dir, texts, splits.label_names)
+    rows = tokenized_train.add_column(TEACHER_COLUMN, logits)
+    if not train.transfer_file:
+        return rows
+    transfer_texts = load_texts(train.transfer_file)
+    transfer_logits = teacher_logits(train.teacher_model_dir, transfer_texts, splits.label_names)
+    max_length = getattr(model_config, "max_position_embeddings", None) or tokenizer.model_max_length
+    encoded = tokenizer(transfer_texts, truncation=True, max_length=min(max_length, tokenizer.model_max_length))
+    transfer = datasets.Dataset.from_dict({
+        **{name: encoded[name] for name in rows.column_names if name in encoded},
+        "label": [int(np.argmax(row)) for row in transfer_logits], TEACHER_COLUMN: transfer_logits,
+    }).cast(rows.features)
+    return datasets.concatenate_datasets([rows, transfer])
 
 
 def save_classifier(directory: Path, trainer: Trainer, results: dict, info: dict) -> None:
@@ -235,7 +254,7 @@ def training_info(data: DataConfig, model: ClassifierModelConfig, train: Trainin
             **({"vocab_size": model.vocab_size} if model.from_scratch else {}),
             **(_architecture_fields(model)),
         },
-        "distillation": distillation_info(train),
+        "distillation": distillation_info(train, len(trainer.train_dataset) - len(splits.splits["train"])),
         "best_checkpoint_metric": {"accuracy": trainer.state.best_metric},
         "train_metrics": train_metrics,
         "wall_seconds": round(wall_seconds, 1),
@@ -247,13 +266,15 @@ def training_info(data: DataConfig, model: ClassifierModelConfig, train: Trainin
     }
 
 
-def distillation_info(train: TrainingConfig) -> dict | None:
+def distillation_info(train: TrainingConfig, transfer_examples: int) -> dict | None:
     """The teacher and loss mix of a distilled model, for its card."""
     if not train.teacher_model_dir:
         return None
     teacher = read_json(Path(train.teacher_model_dir) / "training_info.json") or {}
     return {"teacher": Path(train.teacher_model_dir).resolve().name, "teacher_base_model": teacher.get("base_model"),
-            "alpha": train.distillation_alpha, "temperature": train.distillation_temperature}
+            "alpha": train.distillation_alpha, "temperature": train.distillation_temperature,
+            **({"transfer_file": Path(train.transfer_file).name, "transfer_examples": transfer_examples}
+               if train.transfer_file else {})}
 
 
 def _architecture_fields(model: ClassifierModelConfig) -> dict:
