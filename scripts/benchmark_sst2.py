@@ -4,7 +4,8 @@ The baseline (TF-IDF unigrams+bigrams with logistic regression, needs scikit-lea
 process on the same machine, so the figures can be read side by side. Model selection uses a
 validation share carved from train; dev.tsv is only ever used as the test set.
 
-    python scripts/benchmark_sst2.py --data_dir ../shared/data/sst2 --runs lstm minilm --copy_cards model_cards
+    python scripts/benchmark_sst2.py --data_dir ../shared/data/sst2 --runs lstm minilm lstm-distilled \
+        --imdb_csv ../shared/data/imdb/train.csv.gz --copy_cards model_cards
 """
 
 from __future__ import annotations
@@ -32,7 +33,28 @@ RUNS = {
                           "early_stopping_patience": 2, "group_by_length": True},
                    data={"validation_split_percentage": 2}),
 }
-CARD_NAMES = {"lstm": "sst2-lstm", "minilm": "sst2-minilm-l6"}
+# the LSTM again, learning also from the fine-tuned MiniLM's logits (run "minilm" first, or in the same call)
+RUNS["lstm-distilled"] = dict(model=RUNS["lstm"]["model"],
+                              train={**RUNS["lstm"]["train"], "num_train_epochs": 4, "early_stopping_patience": 2,
+                                     "distillation_alpha": 0.3, "distillation_temperature": 2.0})
+CARD_NAMES = {"lstm": "sst2-lstm", "minilm": "sst2-minilm-l6", "lstm-distilled": "sst2-lstm-distilled"}
+
+
+def write_transfer_sentences(imdb_csv: Path, target: Path, count: int, seed: int = 0) -> Path:
+    """Sentences from IMDB reviews (same domain as SST-2, no labels used) as a distillation transfer set."""
+    import gzip
+    import random
+    import re
+
+    opener = gzip.open if imdb_csv.suffix == ".gz" else open
+    with opener(imdb_csv, "rt", encoding="utf-8", newline="") as handle:
+        reviews = [row["text"] for row in csv.DictReader(handle)]
+    sentences = [s.strip() for review in reviews for s in re.split(r"(?<=[.!?])\s+", review.replace("<br />", " "))]
+    sentences = [s for s in sentences if 4 <= len(s.split()) <= 50]
+    random.Random(seed).shuffle(sentences)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("\n".join(sentences[:count]) + "\n", encoding="utf-8")
+    return target
 
 
 def read_tsv(path: Path) -> tuple[list[str], list[int]]:
@@ -56,15 +78,21 @@ def tfidf_baseline(data_dir: Path) -> dict:
     return {"dev_accuracy": accuracy, "wall_seconds": time.time() - started}
 
 
-def run_textsvc(name: str, data_dir: Path, output_root: Path, overrides: dict, disable_tqdm: bool) -> dict:
+def run_textsvc(name: str, data_dir: Path, output_root: Path, overrides: dict, disable_tqdm: bool,
+                transfer_file: Path | None = None) -> dict:
     spec = RUNS[name]
     output_dir = output_root / CARD_NAMES[name]
     data = DataConfig(train_file=str(data_dir / "train.tsv"), test_file=str(data_dir / "dev.tsv"),
                       label_names=("negative", "positive"),
                       **{**spec.get("data", {}), **overrides.get("data", {})})
     model = ClassifierModelConfig(**{**spec["model"], **overrides.get("model", {})})
+    extra = {}
+    if name == "lstm-distilled":
+        extra["teacher_model_dir"] = str(output_root / CARD_NAMES["minilm"])
+        if transfer_file:
+            extra["transfer_file"] = str(transfer_file)
     train = TrainingConfig(output_dir=str(output_dir), disable_tqdm=disable_tqdm, logging_steps=200,
-                           license="other", **{**spec["train"], **overrides.get("train", {})})
+                           license="other", **extra, **{**spec["train"], **overrides.get("train", {})})
     started = time.time()
     train_classifier(data, model, train)
     report = read_json(output_dir / "test_results.json")
@@ -83,14 +111,22 @@ def main() -> None:
                         help='JSON: {"lstm": {"model": {...}, "train": {...}, "data": {...}}}')
     parser.add_argument("--copy_cards", help="copy each model card to this folder")
     parser.add_argument("--no_baseline", action="store_true")
+    parser.add_argument("--imdb_csv", help="IMDB train.csv.gz: its sentences become the distillation transfer set")
+    parser.add_argument("--transfer_sentences", type=int, default=40000)
     parser.add_argument("--disable_tqdm", action="store_true")
     args = parser.parse_args()
     data_dir, output_root = Path(args.data_dir), Path(args.output_dir)
     overrides = json.loads(args.overrides)
 
     results = {} if args.no_baseline else {"tfidf+logreg (baseline)": tfidf_baseline(data_dir)}
-    for name in args.runs:
-        results[name] = run_textsvc(name, data_dir, output_root, overrides.get(name, {}), args.disable_tqdm)
+    transfer_file = None
+    if args.imdb_csv and "lstm-distilled" in args.runs:
+        transfer_file = write_transfer_sentences(Path(args.imdb_csv), output_root / "imdb_sentences.txt",
+                                                 args.transfer_sentences)
+    order = sorted(args.runs, key=lambda name: name == "lstm-distilled")  # the teacher first
+    for name in order:
+        results[name] = run_textsvc(name, data_dir, output_root, overrides.get(name, {}), args.disable_tqdm,
+                                    transfer_file)
         if args.copy_cards:
             Path(args.copy_cards).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(Path(results[name]["output_dir"]) / "README.md",
@@ -102,7 +138,9 @@ def main() -> None:
         print(f"{name:<26}{r['dev_accuracy']:>9.4f}{r.get('dev_macro_f1', float('nan')):>10.4f}"
               f"{r.get('epochs', float('nan')):>8}{r['wall_seconds']:>9.1f}")
     output_root.mkdir(parents=True, exist_ok=True)
-    (output_root / "summary.json").write_text(json.dumps(results, indent=2) + "\n")
+    summary = output_root / "summary.json"  # runs made by earlier calls with the same output_dir stay listed
+    earlier = json.loads(summary.read_text()) if summary.is_file() else {}
+    summary.write_text(json.dumps({**earlier, **results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
