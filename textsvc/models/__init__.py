@@ -3,9 +3,11 @@
 
 def register_auto_classes() -> None:
     """Make `AutoConfig` / `AutoModelFor...` resolve textsvc's own architectures."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from textsvc.models.lstm import LSTMConfig, LSTMForSequenceClassification
+    from textsvc.models.lstm import LSTMConfig, LSTMForCausalLM, LSTMForSequenceClassification, LSTMLMConfig
 
     AutoConfig.register(LSTMConfig.model_type, LSTMConfig, exist_ok=True)
     AutoModelForSequenceClassification.register(LSTMConfig, LSTMForSequenceClassification, exist_ok=True)
+    AutoConfig.register(LSTMLMConfig.model_type, LSTMLMConfig, exist_ok=True)
+    AutoModelForCausalLM.register(LSTMLMConfig, LSTMForCausalLM, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Embedding + LSTM models as Hugging Face `PreTrainedModel`s.
+"""Embedding + LSTM models (classifier and language model) as Hugging Face `PreTrainedModel`s.
 
 Written as transformers models so that `save_pretrained`, `from_pretrained`, the `Trainer` and the Auto
 classes treat them like any other architecture. Tensors only: no files, tokenizers or optimizers here.
@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-from transformers import PreTrainedConfig, PreTrainedModel
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers import GenerationMixin, PreTrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast, SequenceClassifierOutput
 
 POOLING_MODES = ("max", "mean", "last")
 
@@ -149,3 +149,81 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type
     if problem_type == "multi_label_classification":
         return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
     return nn.functional.cross_entropy(logits, labels.view(-1))
+
+
+class LSTMLMConfig(PreTrainedConfig):
+    """Sizes of the embedding + LSTM language model; input and output embeddings are tied."""
+
+    model_type = "textsvc_lstm_lm"
+
+    vocab_size: int = 8192
+    embedding_dim: int = 256
+    hidden_size: int = 512
+    num_layers: int = 2
+    dropout: float = 0.2
+    embedding_dropout: float = 0.1
+    max_position_embeddings: int = 256  # block size seen in training; the recurrence itself has no limit
+    initializer_range: float = 0.1
+    tie_word_embeddings: bool = True
+    use_cache: bool = True
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+
+
+class LSTMForCausalLM(LSTMPreTrainedModel, GenerationMixin):
+    """Embedding -> LSTM -> (projection to the embedding size) -> tied output embedding over the vocabulary.
+
+    The recurrent state `(h, c)` travels as `past_key_values`, so both `generate()` and textsvc's sampling loop
+    feed one new token per step instead of re-reading the whole text (Press & Wolf 2017 for the tied weights).
+    """
+
+    config_class = LSTMLMConfig
+    config: LSTMLMConfig
+    base_model_prefix = "model"
+    _tied_weights_keys = {"lm_head.weight": "embeddings.weight"}
+
+    def __init__(self, config: LSTMLMConfig):
+        super().__init__(config)
+        self.embeddings = nn.Embedding(config.vocab_size, config.embedding_dim)
+        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.lstm = nn.LSTM(config.embedding_dim, config.hidden_size, num_layers=config.num_layers,
+                            dropout=config.dropout if config.num_layers > 1 else 0.0, batch_first=True)
+        # tying needs the last state in embedding space: project when the sizes differ
+        self.projection = (nn.Linear(config.hidden_size, config.embedding_dim, bias=False)
+                           if config.hidden_size != config.embedding_dim else nn.Identity())
+        self.dropout = nn.Dropout(config.dropout)
+        self.lm_head = nn.Linear(config.embedding_dim, config.vocab_size, bias=False)
+        self.post_init()
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False  # the state is an (h, c) pair, not a key/value cache: generate() must not make one
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.embeddings = value
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,  # unused: padding is only ever on the right, never read back
+        labels: torch.Tensor | None = None,
+        past_key_values: tuple[torch.Tensor, torch.Tensor] | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        embedded = self.embedding_dropout(self.embeddings(input_ids))  # (B, T, E)
+        states, state = self.lstm(embedded, past_key_values)  # (B, T, H); h and c: (L, B, H)
+        logits = self.lm_head(self.dropout(self.projection(states)))  # (B, T, V)
+        loss = None
+        if labels is not None:  # predict token t + 1 from the states up to t; -100 marks padding
+            loss = nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                                               labels[:, 1:].reshape(-1), ignore_index=-100)
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=state if use_cache else None)

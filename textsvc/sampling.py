@@ -1,0 +1,251 @@
+"""Sampling: logits -> next token through the transformers logits processors, stop rules, and the decode loop.
+
+One path for every causal LM: `stream(model, tokenizer, prompt, config)` yields text pieces as they are made and
+`generate(...)` collects them. The loop is written here rather than calling `model.generate()` because serving needs
+what `generate()` does not give together: stop strings matched on decoded text and cut from the output, pieces that
+never split a character, per-token log-probabilities and a replayable seed, all without a streamer thread.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from transformers import (LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase,
+                          RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper,
+                          TopPLogitsWarper)
+
+from textsvc.config import SamplingConfig
+from textsvc.models.lstm import LSTMForCausalLM
+
+FINISH_REASONS = ("eos", "stop", "length")
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token and its log-probability under the model (before temperature and filtering)."""
+
+    token_id: int
+    token: str
+    logprob: float
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """The generated text (cut before any stop string) and how it was made.
+
+    `token_ids` and `logprobs` hold every generated token, including those that spelled a stop string.
+    """
+
+    text: str
+    token_ids: tuple[int, ...]
+    finish_reason: str  # one of FINISH_REASONS
+    prompt_tokens: int
+    seed: int | None  # the seed used (drawn at random when none was given); None for greedy decoding
+    logprobs: tuple[TokenLogprob, ...] | None
+
+
+def logits_processors(config: SamplingConfig) -> LogitsProcessorList:
+    """The transformers processors for `config`, in `generate()`'s order: penalty, then temperature, top-k, top-p."""
+    processors = LogitsProcessorList()
+    if config.repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(config.repetition_penalty))
+    if not config.greedy:
+        if config.temperature != 1.0:
+            processors.append(TemperatureLogitsWarper(config.temperature))
+        if config.top_k:
+            processors.append(TopKLogitsWarper(config.top_k))
+        if config.top_p < 1.0:
+            processors.append(TopPLogitsWarper(config.top_p))
+    return processors
+
+
+def pick_token(scores: torch.Tensor, greedy: bool, generator: torch.Generator | None) -> int:
+    """The argmax of (1, V) processed scores, or a draw from their softmax."""
+    if greedy:
+        return int(scores.argmax(dim=-1))
+    probabilities = torch.softmax(scores.float(), dim=-1)  # (1, V)
+    return int(torch.multinomial(probabilities, 1, generator=generator))
+
+
+class StopMatcher:
+    """Decoded text in, text safe to emit out: cut at the first stop string, hold back a possible stop's start."""
+
+    def __init__(self, stop: tuple[str, ...]):
+        self.stop = stop
+        self.longest = max((len(s) for s in stop), default=0)
+        self.text = ""
+        self.emitted = 0
+        self.stopped = False
+
+    def feed(self, new_text: str) -> str:
+        """Add `new_text`; return the newly safe piece ('' while a stop string may be forming)."""
+        search_from = max(self.emitted, len(self.text) - self.longest + 1)
+        self.text += new_text
+        found = [i for s in self.stop if (i := self.text.find(s, search_from)) != -1]
+        if found:
+            self.text, self.stopped = self.text[:min(found)], True
+            return self.flush()
+        held = next((k for k in range(min(self.longest - 1, len(self.text) - self.emitted), 0, -1)
+                     if any(s.startswith(self.text[-k:]) for s in self.stop)), 0)
+        piece = self.text[self.emitted:len(self.text) - held]
+        self.emitted += len(piece)
+        return piece
+
+    def flush(self) -> str:
+        """Everything not yet emitted (at the end of generation)."""
+        piece, self.emitted = self.text[self.emitted:], len(self.text)
+        return piece
+
+
+class IncrementalDecoder:
+    """Token ids -> text pieces that never end in half a character.
+
+    Byte-level BPE can split a UTF-8 character across tokens; decoded alone, the first half shows as U+FFFD. A
+    few tokens of context are decoded with each new token and only complete text is released (TGI's
+    `decode_token`), which also keeps the spaces that some decoders drop at the start of a slice.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt_ids: list[int]):
+        self.tokenizer = tokenizer
+        self.ids = list(prompt_ids)
+        self.prefix_offset = max(len(self.ids) - 5, 0)
+        self.read_offset = len(self.ids)
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def add(self, token_id: int) -> str:
+        """Append one token; return the text it completes ('' while a character is unfinished)."""
+        self.ids.append(token_id)
+        return self._release(final=False)
+
+    def flush(self) -> str:
+        """Whatever text is still held back."""
+        return self._release(final=True)
+
+    def _release(self, final: bool) -> str:
+        prefix = self._decode(self.ids[self.prefix_offset:self.read_offset])
+        text = self._decode(self.ids[self.prefix_offset:])
+        if len(text) > len(prefix) and (final or not text.endswith("\ufffd")):
+            self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
+            return text[len(prefix):]
+        return ""
+
+
+class ModelState:
+    """The incremental state of one sequence: a transformers KV cache, or the LSTM's (h, c), as `past_key_values`.
+
+    Each step feeds one token. A model with a fixed context (`limit` positions) that fills it starts again from
+    the last half of the text (a context shift), so generation stays linear in the common case.
+    """
+
+    def __init__(self, model: PreTrainedModel):
+        self.model = model
+        self.limit = context_length(model)
+        self.past = None
+        self.length = 0
+
+    @torch.inference_mode()  # not around the whole stream: a suspended generator would leak the mode to its caller
+    def feed(self, ids: list[int], history: list[int]) -> torch.Tensor:
+        """Run `ids` (the end of `history`) through the model; return the (1, V) logits after the last one."""
+        if self.limit is not None and self.length + len(ids) > self.limit:
+            self.past, self.length = None, 0
+            ids = history[-max(self.limit // 2, 1):]
+        device, length = self.model.device, self.length + len(ids)
+        output = self.model(input_ids=torch.tensor([ids], device=device), past_key_values=self.past, use_cache=True,
+                            attention_mask=torch.ones(1, length, dtype=torch.long, device=device))  # no padding
+        self.past, self.length = output.past_key_values, length
+        return output.logits[:, -1, :].float()  # (1, V)
+
+
+def context_length(model: PreTrainedModel) -> int | None:
+    """Positions a model can attend to; None for the LSTM, whose state carries any length."""
+    if isinstance(model, LSTMForCausalLM):
+        return None
+    config = model.config
+    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, prompt: str, limit: int | None) -> list[int]:
+    """The prompt's tokens (its last `limit - 1` when too long); an empty prompt starts from BOS or EOS."""
+    ids = tokenizer(prompt, verbose=False)["input_ids"] if prompt else []
+    if not ids:
+        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        ids = [start if start is not None else 0]
+    return ids[-(limit - 1):] if limit is not None and len(ids) >= limit else ids
+
+
+def eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+    """Token ids that end a text: the tokenizer's EOS and the model's generation config's."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = set(configured if isinstance(configured, list) else [configured])
+    ids.add(tokenizer.eos_token_id)
+    return {i for i in ids if i is not None}
+
+
+class TextStream:
+    """Iterate for text pieces as they are produced; once exhausted, `result` holds the whole generation."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str,
+                 config: SamplingConfig):
+        self.model, self.tokenizer, self.prompt, self.config = model, tokenizer, prompt, config
+        self.result: GenerationResult | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        return self._pieces()
+
+    def _pieces(self) -> Iterator[str]:
+        model, tokenizer, config = self.model, self.tokenizer, self.config
+        state = ModelState(model)
+        history = prompt_ids(tokenizer, self.prompt, state.limit)
+        num_prompt = len(history)
+        seed = None if config.greedy else (config.seed if config.seed is not None
+                                           else random.SystemRandom().randrange(2**63))
+        generator = None if seed is None else torch.Generator(device=model.device).manual_seed(seed)
+        processors, stops, ends = logits_processors(config), StopMatcher(config.stop), eos_ids(model, tokenizer)
+        decoder = IncrementalDecoder(tokenizer, history)
+        generated, logprobs, finish = [], [], "length"
+        logits = state.feed(history, history)
+        while len(generated) < config.max_new_tokens:
+            scores = processors(torch.tensor([history], device=model.device), logits.clone()) if processors else logits
+            token = pick_token(scores, config.greedy, generator)
+            generated.append(token)
+            if config.logprobs:
+                logprob = torch.log_softmax(logits, dim=-1)[0, token].item()
+                logprobs.append(TokenLogprob(token, tokenizer.decode([token]), logprob))
+            if token in ends:
+                finish = "eos"
+                break
+            history.append(token)
+            if piece := stops.feed(decoder.add(token)):
+                yield piece
+            if stops.stopped:
+                finish = "stop"
+                break
+            if len(generated) < config.max_new_tokens:
+                logits = state.feed([token], history)
+        if not stops.stopped:
+            tail = stops.feed(decoder.flush())
+            finish = "stop" if stops.stopped else finish
+            if piece := tail + stops.flush():
+                yield piece
+        self.result = GenerationResult(stops.text, tuple(generated), finish, num_prompt, seed,
+                                       tuple(logprobs) if config.logprobs else None)
+
+
+def stream(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str,
+           config: SamplingConfig) -> TextStream:
+    """An iterator of the text pieces that continue `prompt` (the model should be in eval mode)."""
+    return TextStream(model, tokenizer, prompt, config)
+
+
+def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str,
+             config: SamplingConfig) -> GenerationResult:
+    """The whole continuation of `prompt`, with its finish reason, token ids and (on request) log-probabilities."""
+    pieces = stream(model, tokenizer, prompt, config)
+    for _ in pieces:
+        pass
+    return pieces.result
