@@ -186,3 +186,19 @@ def gpt_lm_dir(tmp_path_factory, corpus_file) -> Path:
 def generator_dir(request) -> Path:
     """Each tiny trained generator directory in turn."""
     return request.getfixturevalue("lstm_lm_dir" if request.param == "lstm" else "gpt_lm_dir")
+
+
+# --- serving --------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory, lstm_dir, transformer_dir, lstm_lm_dir, gpt_lm_dir) -> Path:
+    """A serving folder: two classifiers and two generators (copies), and folders the server must skip."""
+    root = tmp_path_factory.mktemp("served")
+    for name, source in (("sentiment-lstm", lstm_dir), ("sentiment-bert", transformer_dir),
+                         ("tiny-lstm-lm", lstm_lm_dir), ("tiny-gpt", gpt_lm_dir)):
+        shutil.copytree(source, root / name)
+    shutil.copytree(lstm_dir, root / ".hidden-model")
+    shutil.copytree(lstm_dir, root / "sentiment-lstm.checkpoints")
+    (root / "notes").mkdir()
+    (root / "notes" / "todo.txt").write_text("not a model\n")
+    return root

@@ -112,3 +112,37 @@ def test_unreadable_config_file(tmp_path, content, name):
     with pytest.raises(ConfigError) as error:
         read_config_file(str(tmp_path / name))
     assert error.value.code == "config_file_unreadable"
+
+
+def test_serving_config_from_environment_then_values():
+    from textsvc.config import ServingConfig, serving_env_values
+
+    env = {"TEXTSVC_API_KEYS": "a,b", "TEXTSVC_MAX_WAIT_MS": "2.5", "TEXTSVC_WARMUP": "false",
+           "TEXTSVC_MODELS_DIR": "/srv/models", "OTHER": "ignored"}
+    values = serving_env_values(env)
+    assert values == {"models_dir": "/srv/models", "max_wait_ms": 2.5, "api_keys": "a,b", "warmup": False}
+    (config,) = build_configs({**values, "port": 9000}, ServingConfig)
+    assert config.api_keys == ("a", "b") and config.port == 9000 and not config.warmup
+
+
+@pytest.mark.parametrize("values, field", [
+    ({}, "models_dir"),
+    ({"models_dir": "m", "max_batch_size": 0}, "max_batch_size"),
+    ({"models_dir": "m", "max_wait_ms": -1}, "max_wait_ms"),
+    ({"models_dir": "m", "port": 70000}, "port"),
+    ({"models_dir": "m", "api_keys": ("ok", "")}, "api_keys"),
+])
+def test_serving_config_errors_name_the_field(values, field):
+    from textsvc.config import ServingConfig
+
+    with pytest.raises(ConfigError) as error:
+        build_configs(values, ServingConfig)
+    assert error.value.field == field
+
+
+def test_serving_env_value_of_the_wrong_type():
+    from textsvc.config import serving_env_values
+
+    with pytest.raises(ConfigError) as error:
+        serving_env_values({"TEXTSVC_PORT": "eighty"})
+    assert error.value.field == "port"

@@ -9,7 +9,8 @@ import sys
 import typing
 
 from textsvc.config import (ClassifierModelConfig, DataConfig, GeneratorModelConfig, GeneratorTrainingConfig,
-                            SamplingConfig, TextDataConfig, TrainingConfig, build_configs, read_config_file)
+                            SamplingConfig, ServingConfig, TextDataConfig, TrainingConfig, build_configs,
+                            read_config_file)
 from textsvc.errors import TextsvcError
 
 HELP = {
@@ -38,6 +39,14 @@ GENERATOR_HELP = {
     "sample_prompts": "comma-separated prompts for the card's samples",
     "stop": "comma-separated stop strings (a config file can give a list)",
     "temperature": "0 is greedy decoding",
+}
+
+SERVE_HELP = {
+    "models_dir": "folder of model directories; each is served under its folder name",
+    "device": "cpu, cuda or cuda:N (default: cuda when present)",
+    "api_keys": "comma-separated Bearer keys for the inference routes (better: TEXTSVC_API_KEYS)",
+    "max_wait_ms": "how long a classifier batch waits for more requests",
+    "max_content_length": "largest request body, in bytes",
 }
 
 
@@ -97,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     card = commands.add_parser("card", help="render a model directory's card again, optionally copying it")
     card.add_argument("--model_dir", required=True)
     card.add_argument("--copy_to", help="folder to copy the card to as <model name>.md (e.g. model_cards)")
+
+    serve = commands.add_parser("serve", help="serve every model directory under --models_dir over HTTP")
+    serve.add_argument("--config", help="JSON or TOML file of the same fields; flags override it")
+    add_dataclass_flags(serve, ServingConfig, help_texts=SERVE_HELP)
     return parser
 
 
@@ -200,8 +213,30 @@ def run_card(args: argparse.Namespace) -> None:
         print(target)
 
 
+def run_serve(args: argparse.Namespace) -> None:
+    import waitress
+
+    from textsvc.api import create_app
+    from textsvc.config import serving_env_values
+
+    from textsvc.engine import discover_models
+
+    values = {"load_in_background": True}  # listen at once; /ready says 503 until the models are loaded
+    values.update(serving_env_values())  # TEXTSVC_* variables, then the config file, then flags
+    values.update(read_config_file(args.config) if args.config else {})
+    values.update({k: v for k, v in vars(args).items() if k not in ("command", "config")})
+    (config,) = build_configs(values, ServingConfig)
+    discover_models(config.models_dir)  # a wrong folder fails here, not in the background
+    app = create_app(config)
+    print(f"textsvc: serving {config.models_dir} on http://{config.host}:{config.port}", file=sys.stderr, flush=True)
+    # a request look-ahead lets waitress notice a client that hung up mid-stream (environ's client_disconnected)
+    waitress.serve(app, host=config.host, port=config.port, threads=config.threads, channel_request_lookahead=1,
+                   ident="textsvc")
+
+
 COMMANDS = {"train-classifier": run_train_classifier, "train-generator": run_train_generator,
-            "evaluate": run_evaluate, "generate": run_generate, "import-gguf": run_import_gguf, "card": run_card}
+            "evaluate": run_evaluate, "generate": run_generate, "import-gguf": run_import_gguf, "card": run_card,
+            "serve": run_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

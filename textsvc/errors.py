@@ -40,3 +40,24 @@ class ModelDirError(TextsvcError):
 
     code = "invalid_model_dir"
     http_status = 500
+
+
+class RequestError(TextsvcError):
+    """A request the service cannot serve as sent: bad JSON, wrong types, limits exceeded, unknown model."""
+
+    code = "invalid_parameter"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None, http_status: int = 400):
+        super().__init__(message, code=code, field=field)
+        self.http_status = http_status
+
+
+class OverloadedError(TextsvcError):
+    """Too many requests already wait for a model, or the models are still loading: retry later (503)."""
+
+    code = "overloaded"
+    http_status = 503
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after_s: int = 1):
+        super().__init__(message, code=code)
+        self.retry_after_s = retry_after_s

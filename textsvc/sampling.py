@@ -193,6 +193,8 @@ class TextStream:
                  config: SamplingConfig):
         self.model, self.tokenizer, self.prompt, self.config = model, tokenizer, prompt, config
         self.result: GenerationResult | None = None
+        self.token_ids: list[int] = []  # live: grows as tokens are picked (the server streams token events)
+        self.token_logprobs: list[TokenLogprob] = []  # live, when config.logprobs
 
     def __iter__(self) -> Iterator[str]:
         return self._pieces()
@@ -208,6 +210,7 @@ class TextStream:
         processors, stops, ends = logits_processors(config), StopMatcher(config.stop), eos_ids(model, tokenizer)
         decoder = IncrementalDecoder(tokenizer, history)
         generated, logprobs, finish = [], [], "length"
+        self.token_ids, self.token_logprobs = generated, logprobs
         logits = state.feed(history, history)
         while len(generated) < config.max_new_tokens:
             scores = processors(torch.tensor([history], device=model.device), logits.clone()) if processors else logits

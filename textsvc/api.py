@@ -1,0 +1,270 @@
+"""The HTTP service: `create_app(config)`, its routes, and JSON errors. The only module that imports Flask.
+
+Every error is `{"error": {"code", "message"[, "field"]}}` with a stable code, on every route (TGI's routes too);
+an error inside an event stream, after the headers went out, is one last event of the same shape.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST
+from werkzeug.exceptions import HTTPException
+
+from textsvc.config import ServingConfig, build_configs, serving_env_values
+from textsvc.engine import Engine, GenerationStream
+from textsvc.errors import OverloadedError, RequestError, TextsvcError
+from textsvc.openapi import openapi_document
+from textsvc.schemas import (OPENAI_FINISH, completion_id, completion_response, parse_classify, parse_completion,
+                             parse_tgi, tgi_event, tgi_response)
+from textsvc.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+HTTP_CODES = {400: "malformed_json", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+              415: "unsupported_media_type"}
+
+ops = Blueprint("ops", __name__)
+models = Blueprint("models", __name__)
+inference = Blueprint("inference", __name__)
+
+
+def create_app(config: ServingConfig | dict | None = None) -> Flask:
+    """The service for `config` (a ServingConfig, or field values over the TEXTSVC_* environment)."""
+    if not isinstance(config, ServingConfig):
+        (config,) = build_configs({**serving_env_values(), **(config or {})}, ServingConfig)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_content_length
+    app.json.sort_keys, app.json.ensure_ascii = False, False
+    engine = Engine(config, Telemetry())
+    app.extensions["textsvc"] = engine
+    for blueprint in (ops, models, inference):
+        app.register_blueprint(blueprint)
+    app.register_error_handler(TextsvcError, _textsvc_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    app.before_request(_start_timer)
+    app.after_request(_count_request)
+    if config.load_in_background:
+        threading.Thread(target=_load_quietly, args=(engine,), name="textsvc-load", daemon=True).start()
+    else:
+        engine.load()
+    return app
+
+
+def _engine() -> Engine:
+    return current_app.extensions["textsvc"]
+
+
+def _load_quietly(engine: Engine) -> None:
+    try:
+        engine.load()
+    except Exception:  # /ready reports it; the process stays up to say so
+        log.exception("loading the models failed")
+
+
+# --- errors and bookkeeping -----------------------------------------------------------------------------------
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> Response:
+    body = {"code": code, "message": message, **({"field": field} if field else {})}
+    response = jsonify(error=body)
+    response.status_code = status
+    return response
+
+
+def _textsvc_error(error: TextsvcError) -> Response:
+    response = _error(error.http_status, error.code, error.message, error.field)
+    if isinstance(error, OverloadedError):
+        response.headers["Retry-After"] = str(error.retry_after_s)
+    if error.code == "unauthorized":
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+def _http_error(error: HTTPException) -> Response:
+    response = _error(error.code or 500, HTTP_CODES.get(error.code, "http_error"), error.description or error.name)
+    if error.code == 405:
+        response.headers["Allow"] = ", ".join(error.valid_methods or ())
+    return response
+
+
+def _unexpected_error(error: Exception) -> Response:
+    log.exception("unexpected error on %s", request.path)
+    return _error(500, "internal_error", "the service failed on this request; see its log")
+
+
+def _start_timer() -> None:
+    g.started = time.perf_counter()
+
+
+def _count_request(response: Response) -> Response:
+    route = request.url_rule.rule if request.url_rule else "unmatched"  # bounded label values
+    telemetry = _engine().telemetry
+    telemetry.requests.labels(route, request.method, str(response.status_code)).inc()
+    telemetry.latency.labels(route).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+    return response
+
+
+def _json_body() -> object:
+    if request.mimetype != "application/json":
+        raise RequestError("send the body as application/json", code="unsupported_media_type", http_status=415)
+    try:
+        body = json.loads(request.get_data(cache=False))
+        json.dumps(body, ensure_ascii=False).encode("utf-8")  # refuses lone surrogates ("\ud800") tokenizers choke on
+        return body
+    except (ValueError, RecursionError) as error:  # RecursionError: "[[[[..." nested past Python's stack
+        raise RequestError(f"the body is not valid JSON: {error}", code="malformed_json") from error
+
+
+def _event_stream(events: Iterator[dict], release: Callable[[], None], done: str | None = None) -> Response:
+    """Server-sent events, one JSON object each; `release` runs once, however the stream ends."""
+    release = _once(release)
+
+    def lines() -> Iterator[str]:
+        try:
+            for event in events:
+                yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+            if done:
+                yield f"data: {done}\n\n"
+        except TextsvcError as error:
+            yield f"data: {json.dumps({'error': error.to_dict()})}\n\n"
+        except Exception:  # the headers are gone: say so in the stream
+            log.exception("generation failed mid-stream")
+            yield 'data: {"error": {"code": "internal_error", "message": "generation failed"}}\n\n'
+        finally:
+            release()
+
+    response = Response(lines(), mimetype="text/event-stream", headers={"Cache-Control": "no-cache",
+                                                                          "X-Accel-Buffering": "no"})
+    response.call_on_close(release)  # also when the stream is dropped before its first event
+    return response
+
+
+def _once(action: Callable[[], None]) -> Callable[[], None]:
+    lock, done = threading.Lock(), []
+
+    def run_once() -> None:
+        with lock:
+            if not done:
+                done.append(True)
+                action()
+    return run_once
+
+
+def _client_gone() -> Callable[[], bool]:
+    return request.environ.get("waitress.client_disconnected", lambda: False)
+
+
+# --- routes -------------------------------------------------------------------------------------------------
+
+@ops.get("/health")
+def health():
+    return jsonify(status="ok")
+
+
+@ops.get("/ready")
+def ready():
+    engine = _engine()
+    if engine.ready:
+        return jsonify(status="ready", models=len(engine.models))
+    failed = engine.load_error is not None
+    message = f"loading failed: {engine.load_error}" if failed else "the models are still loading"
+    return _error(503, "load_failed" if failed else "not_ready", message)
+
+
+@ops.get("/metrics")
+def metrics():
+    return Response(_engine().telemetry.exposition(), mimetype=CONTENT_TYPE_LATEST)
+
+
+@ops.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document())
+
+
+@models.get("/models")
+def list_models():
+    return jsonify(models=[served.describe() for served in _engine().models.values()])
+
+
+@models.get("/models/<name>")
+def show_model(name: str):
+    return jsonify(_engine().model(name).describe())
+
+
+@models.get("/models/<name>/card")
+def show_card(name: str):
+    return jsonify(_engine().card(name))
+
+
+@models.get("/v1/models")
+def openai_models():
+    return jsonify(object="list", data=[{"id": name, "object": "model", "created": 0, "owned_by": "textsvc"}
+                                        for name, served in _engine().models.items() if served.kind == "generator"])
+
+
+@inference.before_request
+def require_api_key() -> None:
+    keys = _engine().config.api_keys
+    if not keys:
+        return
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not any(hmac.compare_digest(token.encode(), key.encode()) for key in keys):
+        raise RequestError("send a valid API key as 'Authorization: Bearer KEY'", code="unauthorized",
+                           http_status=401)
+
+
+@inference.post("/classify")
+def classify():
+    engine = _engine()
+    return jsonify(engine.classify(**parse_classify(_json_body(), engine.config)))
+
+
+@inference.post("/generate")
+def generate():
+    engine = _engine()
+    generation = parse_tgi(_json_body(), engine.config, stream=False)
+    if generation.stream:
+        return _tgi_stream(engine, generation)
+    return jsonify(tgi_response(generation, engine.generate(generation.model, generation.prompt,
+                                                            generation.sampling)))
+
+
+@inference.post("/generate_stream")
+def generate_stream():
+    engine = _engine()
+    return _tgi_stream(engine, parse_tgi(_json_body(), engine.config, stream=True))
+
+
+def _tgi_stream(engine: Engine, generation) -> Response:
+    served = engine.admit(generation.model)
+    tokens = GenerationStream(served, generation.prompt, generation.sampling, engine.telemetry, _client_gone())
+    return _event_stream((tgi_event(generation, event, tokens.result) for event in tokens), served.lock.release)
+
+
+@inference.post("/v1/completions")
+def completions():
+    engine = _engine()
+    generation = parse_completion(_json_body(), engine.config)
+    ident = completion_id()
+    if not generation.stream:
+        served = engine.model(generation.model, "generator")
+        result = engine.generate(served.name, generation.prompt, generation.sampling)
+        return jsonify(completion_response(served.name, result, result.text, ident,
+                                           OPENAI_FINISH[result.finish_reason]))
+    served = engine.admit(generation.model)
+    tokens = GenerationStream(served, generation.prompt, generation.sampling, engine.telemetry, _client_gone())
+
+    def chunks() -> Iterator[dict]:
+        for event in tokens:
+            if event.text:
+                yield completion_response(served.name, None, event.text, ident, None)
+        if tokens.result is not None:  # None when the client went away
+            yield completion_response(served.name, tokens.result, "", ident, OPENAI_FINISH[tokens.result.finish_reason])
+
+    return _event_stream(chunks(), served.lock.release, done="[DONE]")
