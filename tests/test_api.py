@@ -50,6 +50,8 @@ def test_health_ready_models_and_openapi(client):
     assert set(listed) == {"sentiment-lstm", "sentiment-bert", "tiny-lstm-lm", "tiny-gpt"}
     assert listed["sentiment-lstm"]["kind"] == "classifier" and listed["sentiment-lstm"]["labels"] == ["neg", "pos"]
     assert client.get("/models/tiny-gpt").json["kind"] == "generator"
+    for entry in listed.values():
+        assert entry["parameters"] > 0 and entry["dtype"] == "float32" and entry["device"] == "cpu"
     assert [m["id"] for m in client.get("/v1/models").json["data"]] == ["tiny-gpt", "tiny-lstm-lm"]
     document = client.get("/openapi.json").json
     assert document["openapi"].startswith("3.") and "/generate_stream" in document["paths"]

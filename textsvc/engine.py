@@ -41,6 +41,12 @@ def discover_models(models_dir: str | Path) -> dict[str, Path]:
     return found
 
 
+def model_facts(model, device) -> dict:
+    """Architecture, size, dtype and device: the part of /models that every kind of model shares."""
+    return {"architecture": (model.config.architectures or [type(model).__name__])[0], "device": str(device),
+            "parameters": sum(p.numel() for p in model.parameters()), "dtype": str(model.dtype).removeprefix("torch.")}
+
+
 @dataclass
 class ServedClassifier:
     """A classifier and the batcher that feeds it."""
@@ -55,7 +61,7 @@ class ServedClassifier:
         """What /models says about it."""
         config = self.loaded.model.config
         return {"name": self.name, "kind": self.kind, "task": "text-classification",
-                "architecture": (config.architectures or ["?"])[0], "device": str(self.loaded.device),
+                **model_facts(self.loaded.model, self.loaded.device),
                 "labels": self.loaded.label_names, "problem_type": config.problem_type or "single_label_classification",
                 "max_input_tokens": self.loaded.max_length}
 
@@ -78,9 +84,8 @@ class ServedGenerator:
 
     def describe(self) -> dict:
         """What /models says about it."""
-        config = self.loaded.model.config
         return {"name": self.name, "kind": self.kind, "task": "text-generation",
-                "architecture": (config.architectures or ["?"])[0], "device": str(self.loaded.device),
+                **model_facts(self.loaded.model, self.loaded.device),
                 "context_length": context_length(self.loaded.model)}
 
 
