@@ -23,17 +23,17 @@ from textsvc.config import GeneratorModelConfig, GeneratorTrainingConfig, TextDa
 from textsvc.devices import device_description, pick_device
 from textsvc.modeldir import read_json
 
-# Runs stop on a wall-clock budget, not an epoch count (num_train_epochs is set huge below), so a schedule that
-# decays over "all epochs" would never leave its warm-up: hold the rate constant after ~50 warm-up steps instead.
-TIME_BUDGET_SCHEDULE = {"lr_scheduler_type": "constant_with_warmup", "warmup_ratio": 0.0002}
+# Runs stop on a wall-clock budget (num_train_epochs is set huge below); with `max_minutes`, textsvc's schedule
+# follows the clock: warm-up over the first 3% of the budget, then cosine decay that reaches 0 as time runs out.
+BUDGET_SCHEDULE = {"lr_scheduler_type": "cosine", "warmup_ratio": 0.03}
 RUNS = {
     "lstm": dict(model={"arch": "lstm", "tokenizer_type": "char", "block_size": 128, "embedding_dim": 128,
                         "hidden_size": 512, "num_layers": 2, "dropout": 0.2, "embedding_dropout": 0.1},
                  train={"learning_rate": 2e-3, "per_device_train_batch_size": 32, "weight_decay": 0.0,
-                        **TIME_BUDGET_SCHEDULE}),
+                        **BUDGET_SCHEDULE}),
     "gpt": dict(model={"arch": "transformer", "tokenizer_type": "char", "block_size": 128, "hidden_size": 192,
                        "num_layers": 4, "num_attention_heads": 4, "dropout": 0.1},
-                train={"learning_rate": 1e-3, "per_device_train_batch_size": 32, **TIME_BUDGET_SCHEDULE}),
+                train={"learning_rate": 1e-3, "per_device_train_batch_size": 32, **BUDGET_SCHEDULE}),
     "smollm2": dict(model={"arch": "transformer", "block_size": 256,
                            "base_model_name": "HuggingFaceTB/SmolLM2-135M-Instruct"},
                     train={"learning_rate": 5e-5, "per_device_train_batch_size": 4, "warmup_ratio": 0.02,

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel, TrainerCallback
 
 import textsvc  # noqa: F401  (registers textsvc's architectures with the Auto classes)
-from conftest import LM_TRAINING, as_flags, corpus_lines, train_tiny_generator, write_rows
+from conftest import LM_TRAINING, as_flags, corpus_lines, lm_configs, train_tiny_generator, write_rows
 from textsvc.cards import read_card_metadata
 from textsvc.cli import main
 from textsvc.errors import ConfigError
@@ -134,6 +134,22 @@ def test_time_budget_stops_training_then_evaluates_and_saves(corpus_file, tmp_pa
     info = read_json(output / "training_info.json")
     assert info["stopped_by_time_budget"] is True and info["hyperparameters"]["global_step"] < 10_000
     assert (output / "eval_results.json").is_file() and "wall-clock budget" in (output / "README.md").read_text()
+
+
+def test_learning_rate_schedule_follows_the_time_budget(corpus_file, tmp_path):
+    # max_steps is far out of reach, so a step schedule would barely move; the clock one warms up, then decays to 0
+    output = train_tiny_generator("lstm", tmp_path / "clock", corpus_file, max_steps=1_000_000, max_minutes=0.04,
+                                  warmup_ratio=0.2, logging_steps=1, eval_steps=1_000_000)
+    rates = [entry["learning_rate"] for entry in read_json(output / "trainer_state.json")["log_history"]
+             if "learning_rate" in entry]
+    peak = max(rates)
+    assert len(rates) > 10 and rates[0] < 0.5 * peak and rates[-1] < 0.2 * peak
+    assert 0 < rates.index(peak) < len(rates) - 1
+
+
+def test_time_budget_needs_a_schedule_that_can_follow_the_clock(corpus_file, tmp_path):
+    with pytest.raises(ConfigError, match="lr_scheduler_type"):
+        lm_configs("lstm", tmp_path / "x", corpus_file, max_minutes=1.0, lr_scheduler_type="polynomial")
 
 
 class Interrupted(KeyboardInterrupt):

@@ -201,6 +201,7 @@ def _coerce(value: Any, field: dataclasses.Field, hint: Any) -> Any:
 # --- text generators -----------------------------------------------------------------------------------------
 
 GENERATOR_TOKENIZERS = ("bpe", "char")
+BUDGET_SCHEDULE_TYPES = ("linear", "cosine", "constant", "constant_with_warmup")  # shapes that can follow a clock
 
 
 @dataclass(frozen=True)
@@ -292,6 +293,8 @@ class GeneratorTrainingConfig:
         _require(bool(self.output_dir), "output_dir", "is required")
         _require(self.num_train_epochs > 0, "num_train_epochs", "must be positive")
         _require(self.max_minutes is None or self.max_minutes > 0, "max_minutes", "must be positive")
+        _require(self.max_minutes is None or self.lr_scheduler_type in BUDGET_SCHEDULE_TYPES, "lr_scheduler_type",
+                 f"with max_minutes, one of {', '.join(BUDGET_SCHEDULE_TYPES)} (the schedule follows the clock)")
         _require(self.learning_rate is None or self.learning_rate > 0, "learning_rate", "must be positive")
         _require(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",

@@ -4,6 +4,7 @@ pretrained causal LM fine-tuned; then measure, sample, and write the model direc
 from __future__ import annotations
 
 import dataclasses
+import math
 import platform
 import shutil
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import torch
 import transformers
+from torch.optim.lr_scheduler import LambdaLR
 from transformers import (AutoModelForCausalLM, EarlyStoppingCallback, GPT2Config, GPT2LMHeadModel,
                           PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments, default_data_collator,
                           set_seed)
@@ -53,6 +55,42 @@ class TimeBudget(TrainerCallback):
             if args.eval_strategy != "epoch":  # with "epoch", the Trainer evaluates and saves the cut-short epoch
                 control.should_evaluate = control.should_save = True
         return control
+
+    def elapsed_share(self) -> float:
+        return min(1.0, (time.monotonic() - self.started) / self.seconds)
+
+
+# Learning-rate multipliers over training progress in [0, 1], after warm-up (the shapes of HF's step schedules).
+BUDGET_SCHEDULES = {"linear": lambda progress: 1.0 - progress,
+                    "cosine": lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress)),
+                    "constant": lambda progress: 1.0, "constant_with_warmup": lambda progress: 1.0}
+
+
+class BudgetTrainer(Trainer):
+    """A `Trainer` whose learning-rate schedule runs over the wall-clock budget as well as the step count.
+
+    A step schedule sized to "all epochs" never decays when a time budget ends the run first (and a run that stops
+    at a high learning rate ends well above its best loss), so progress is the larger of the shares of steps and of
+    time used: warm-up over the first `warmup_ratio` of it, then linear or cosine decay that ends with the budget.
+    """
+
+    def __init__(self, *args, budget: TimeBudget, warmup_ratio: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.budget, self.warmup_ratio = budget, warmup_ratio
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None:
+            shape = BUDGET_SCHEDULES[str(getattr(self.args.lr_scheduler_type, "value", self.args.lr_scheduler_type))]
+
+            def multiplier(step: int) -> float:
+                progress = max(step / max(num_training_steps, 1), self.budget.elapsed_share())
+                if progress < self.warmup_ratio:
+                    return max(progress / self.warmup_ratio, 1e-3)
+                return shape((progress - self.warmup_ratio) / (1.0 - self.warmup_ratio))
+
+            self.lr_scheduler = LambdaLR(optimizer or self.optimizer, multiplier)
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
 
 
 def generator_arguments(train: GeneratorTrainingConfig, model: GeneratorModelConfig, run_dir: Path) -> TrainingArguments:
@@ -132,10 +170,11 @@ def train_generator(data: TextDataConfig, model: GeneratorModelConfig, train: Ge
     validation_ids = token_stream(tokenized["validation"])
     budget = TimeBudget(train.max_minutes) if train.max_minutes else None
     extra = [EarlyStoppingCallback(train.early_stopping_patience)] if train.early_stopping_patience else []
-    trainer = Trainer(
-        model=network, args=args, train_dataset=pack_blocks(tokenized["train"], block_size),
-        eval_dataset=evaluation_blocks(validation_ids, block_size, pad), processing_class=tokenizer,
-        data_collator=default_data_collator, callbacks=[*extra, *([budget] if budget else []), *callbacks])
+    parts = dict(model=network, args=args, train_dataset=pack_blocks(tokenized["train"], block_size),
+                 eval_dataset=evaluation_blocks(validation_ids, block_size, pad), processing_class=tokenizer,
+                 data_collator=default_data_collator, callbacks=[*extra, *([budget] if budget else []), *callbacks])
+    trainer = (BudgetTrainer(**parts, budget=budget, warmup_ratio=train.warmup_ratio) if budget
+               else Trainer(**parts))
     train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
     if trainer.is_world_process_zero():
         trained = trainer.model.eval()
