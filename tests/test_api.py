@@ -154,6 +154,10 @@ BAD_REQUESTS = [
     ("post", "/generate", {"json": {"inputs": "x", "parameters": {"stop": [1]}}}, 400, "invalid_parameter"),
     ("post", "/generate", {"json": {"inputs": "x", "parameters": {"seed": -1}}}, 400, "invalid_parameter"),
     ("post", "/generate", {"json": {"inputs": "x", "model": "sentiment-lstm"}}, 404, "unknown_model"),
+    ("post", "/generate", {"json": {"inputs": "the cat " * 40, "model": "tiny-gpt"}}, 400, "input_too_long"),
+    ("post", "/generate", {"json": {"inputs": "x", "parameters": {"truncate": 0}}}, 400, "invalid_parameter"),
+    ("post", "/generate", {"json": {"inputs": "x", "parameters": {"watermark": True}}}, 400, "invalid_parameter"),
+    ("post", "/generate", {"json": {"inputs": "x", "parameters": {"best_of": 2}}}, 400, "invalid_parameter"),
     ("post", "/generate_stream", {"json": {"inputs": "x", "parameters": {"top_p": 0}}}, 400, "invalid_parameter"),
     ("post", "/v1/completions", {"json": {"prompt": 3}}, 400, "invalid_type"),
     ("post", "/v1/completions", {"json": {"prompt": "x", "n": 2}}, 400, "invalid_parameter"),
@@ -170,7 +174,15 @@ BAD_REQUESTS = [
 def test_bad_requests_get_their_code(client, method, path, kwargs, status, code):
     response = getattr(client, method)(path, **kwargs)
     assert response.status_code == status, response.get_data(as_text=True)
-    assert response.json["error"]["code"] == code
+    body = response.json
+    if path in ("/generate", "/generate_stream"):  # TGI's shape: a string error, its type, and textsvc's code
+        assert isinstance(body["error"], str) and body["code"] == code
+        assert body["error_type"] == ("overloaded" if status == 503 else "validation")
+    elif path.startswith("/v1/"):  # OpenAI's shape
+        assert body["error"]["code"] == code and body["error"]["type"] == "invalid_request_error"
+        assert set(body["error"]) == {"message", "type", "param", "code"}
+    else:
+        assert body["error"]["code"] == code
     assert code in ERROR_CODES
 
 
@@ -184,11 +196,12 @@ def strict_client(models_dir):
 
 def test_api_key_required_on_inference_routes_only(strict_client):
     for path, body in (("/classify", {"inputs": "good"}), ("/generate", {"inputs": "a", "model": "tiny-gpt"})):
+        code = (lambda answer: answer["code"]) if path == "/generate" else (lambda answer: answer["error"]["code"])
         refused = strict_client.post(path, json=body)
-        assert refused.status_code == 401 and refused.json["error"]["code"] == "unauthorized"
+        assert refused.status_code == 401 and code(refused.json) == "unauthorized"
         assert refused.headers["WWW-Authenticate"] == "Bearer"
         wrong = strict_client.post(path, json=body, headers={"Authorization": "Bearer nope"})
-        assert wrong.json["error"]["code"] == "unauthorized"
+        assert code(wrong.json) == "unauthorized"
         assert strict_client.post(path, json=body, headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert strict_client.get("/models").status_code == 200
 

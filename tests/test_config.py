@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -126,7 +127,7 @@ def test_serving_config_from_environment_then_values():
 
 
 @pytest.mark.parametrize("values, field", [
-    ({}, "models_dir"),
+    ({"models_dir": ""}, "models_dir"),
     ({"models_dir": "m", "max_batch_size": 0}, "max_batch_size"),
     ({"models_dir": "m", "max_wait_ms": -1}, "max_wait_ms"),
     ({"models_dir": "m", "port": 70000}, "port"),
@@ -146,3 +147,12 @@ def test_serving_env_value_of_the_wrong_type():
     with pytest.raises(ConfigError) as error:
         serving_env_values({"TEXTSVC_PORT": "eighty"})
     assert error.value.field == "port"
+
+
+def test_textsvc_home_from_value_then_environment():
+    from textsvc.config import textsvc_home
+
+    assert textsvc_home("/srv/textsvc", {"TEXTSVC_HOME": "/other"}) == Path("/srv/textsvc")
+    assert textsvc_home(None, {"TEXTSVC_HOME": "/other"}) == Path("/other")
+    assert textsvc_home(None, {"XDG_CACHE_HOME": "/cache"}) == Path("/cache/textsvc")
+    assert textsvc_home(None, {}) == Path.home() / ".cache" / "textsvc"

@@ -9,9 +9,11 @@ import pytest
 
 from textsvc.batching import DynamicBatcher
 from textsvc.config import SamplingConfig, ServingConfig
-from textsvc.engine import Engine, GenerationStream, discover_models
+from textsvc.decoding import GenerationWorker
+from textsvc.engine import Engine, discover_models
 from textsvc.errors import ConfigError, OverloadedError, RequestError
 from textsvc.inference import classify_logits, load_classifier
+from textsvc.lm_inference import load_generator
 from textsvc.sampling import generate
 
 
@@ -97,44 +99,71 @@ def test_model_lookup_errors(engine):
 @pytest.mark.parametrize("name", ["tiny-lstm-lm", "tiny-gpt"])
 def test_token_events_join_to_the_generated_text(engine, name):
     config = SamplingConfig(max_new_tokens=20, temperature=0.8, seed=3, stop=("moon",))
-    served = engine.admit(name)
-    try:
-        tokens = GenerationStream(served, "the cat", config, engine.telemetry)
-        events = list(tokens)
-    finally:
-        served.lock.release()
-    reference = generate(served.loaded.model, served.loaded.tokenizer, "the cat", config)
-    assert "".join(e.text for e in events) == reference.text == tokens.result.text
+    job = engine.submit(name, "the cat", config)
+    events = list(job)
+    loaded = engine.models[name].loaded
+    reference = generate(loaded.model, loaded.tokenizer, "the cat", config)
+    assert "".join(e.text for e in events) == reference.text == job.result.text
     assert [e.id for e in events] == list(reference.token_ids)
     assert [e.last for e in events] == [False] * (len(events) - 1) + [True]
     assert all(e.logprob <= 0 for e in events)
 
 
-def test_stream_stops_when_the_client_is_gone(engine):
-    served = engine.admit("tiny-lstm-lm")
-    try:
-        tokens = GenerationStream(served, "", SamplingConfig(max_new_tokens=200, temperature=0), engine.telemetry,
-                                  should_stop=lambda: True)
-        events = list(tokens)
-    finally:
-        served.lock.release()
-    assert tokens.cancelled and tokens.result is None and len(events) <= 2
+def test_generation_stops_when_the_client_is_gone(engine):
+    job = engine.submit("tiny-lstm-lm", "", SamplingConfig(max_new_tokens=200, temperature=0),
+                        should_stop=lambda: True)
+    events = list(job)
+    assert job.result is None and len(events) <= 1
+
+
+PROMPTS = ["the cat", "my friend sees the dog", "", "a", "the moon is bright"]
+
+
+@pytest.mark.parametrize("name", ["tiny-lstm-lm", "tiny-gpt"])
+def test_concurrent_generations_share_batches_and_match_one_at_a_time(models_dir, name):
+    sizes = []
+    loaded = load_generator(models_dir / name, "cpu")
+    worker = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=4, max_queue_size=16,
+                              on_batch=sizes.append)
+    configs = [SamplingConfig(max_new_tokens=8 + 2 * i, temperature=0 if i % 2 else 0.9, seed=i, top_k=20)
+               for i in range(len(PROMPTS))]
+    jobs = [worker.submit(prompt, config) for prompt, config in zip(PROMPTS, configs)]  # 5 jobs, 4 seats
+    texts = ["".join(event.text for event in job) for job in jobs]
+    worker.close()
+    assert max(sizes) > 1  # decoding steps ran several sequences at once
+    for prompt, config, job, text in zip(PROMPTS, configs, jobs, texts):
+        alone = generate(loaded.model, loaded.tokenizer, prompt, config)
+        assert (text, job.result.token_ids, job.result.finish_reason) == (alone.text, alone.token_ids,
+                                                                          alone.finish_reason), prompt
+
+
+def test_prompt_and_new_tokens_must_fit_the_context(engine):
+    context = engine.models["tiny-gpt"].describe()["context_length"]
+    with pytest.raises(RequestError) as error:
+        engine.submit("tiny-gpt", "the cat " * context, SamplingConfig(max_new_tokens=4))
+    assert error.value.code == "input_too_long"
+    job = engine.submit("tiny-gpt", "the cat " * context, SamplingConfig(max_new_tokens=4), truncate=8)
+    assert len(list(job)) >= 1 and job.result.prompt_tokens == 8
 
 
 def test_generator_queue_limit(models_dir):
-    engine = Engine(ServingConfig(models_dir=str(models_dir), device="cpu", max_queue_size=1, warmup=False))
+    engine = Engine(ServingConfig(models_dir=str(models_dir), device="cpu", max_queue_size=1,
+                                  max_generation_batch_size=1, warmup=False))
     engine.load()
-    served = engine.admit("tiny-gpt")  # held: the next caller waits, the one after is refused
-    waiter = threading.Thread(target=lambda: engine.admit("tiny-gpt").lock.release())
-    waiter.start()
-    deadline = time.monotonic() + 5
-    while served.waiting < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    busy, started = threading.Event(), threading.Event()
+
+    def hold():  # the worker asks between steps whether the client is gone: keep it busy until released
+        started.set()
+        busy.wait(10)
+        return False
+
+    first = engine.submit("tiny-lstm-lm", "a", SamplingConfig(max_new_tokens=3), should_stop=hold)
+    assert started.wait(10)
+    second = engine.submit("tiny-lstm-lm", "b", SamplingConfig(max_new_tokens=3))  # waits: the only seat is taken
     with pytest.raises(OverloadedError):
-        engine.admit("tiny-gpt")
-    served.lock.release()
-    waiter.join(5)
-    assert not served.lock.locked()
+        engine.submit("tiny-lstm-lm", "c", SamplingConfig(max_new_tokens=3))
+    busy.set()
+    assert list(first) and list(second) and second.result is not None
     engine.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -12,6 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -27,15 +29,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(models_dir):
-    """The base URL of `textsvc serve` running in a subprocess, stopped at the end."""
+@contextlib.contextmanager
+def running_server(models_dir, *flags: str, env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`textsvc serve` in a subprocess on a free port: (base URL, process) once /ready answers; stopped at the end."""
     port = free_port()
-    env = {**os.environ, "TEXTSVC_API_KEYS": "k1,k2"}  # keys from the environment, not argv
     process = subprocess.Popen(
         [sys.executable, "-m", "textsvc.cli", "serve", "--models_dir", str(models_dir), "--port", str(port),
-         "--device", "cpu", "--max_wait_ms", "50", "--threads", "12", "--default_classifier", "sentiment-lstm",
-         "--default_generator", "tiny-lstm-lm"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+         "--device", "cpu", *flags], env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
@@ -47,9 +48,20 @@ def server(models_dir):
     if process.poll() is not None or time.monotonic() >= deadline:
         process.kill()
         pytest.fail("textsvc serve did not become ready:\n" + process.stdout.read().decode(errors="replace"))
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    try:
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(models_dir):
+    """The base URL of a served `models_dir`; API keys come from the environment, not argv."""
+    with running_server(models_dir, "--max_wait_ms", "50", "--threads", "12", "--default_classifier",
+                        "sentiment-lstm", "--default_generator", "tiny-lstm-lm",
+                        env={"TEXTSVC_API_KEYS": "k1,k2"}) as (url, _):
+        yield url
 
 
 def call(url: str, path: str, body: dict | None = None, key: str | None = "k1") -> tuple[int, dict | str]:
@@ -124,7 +136,7 @@ def test_concurrent_requests_are_batched(server):
 
 def test_a_dropped_stream_frees_the_model(server):
     host, port = server.removeprefix("http://").split(":")
-    body = json.dumps({"inputs": "", "model": "tiny-gpt",
+    body = json.dumps({"inputs": "", "model": "tiny-lstm-lm",  # no context limit: 512 tokens fit
                        "parameters": {"max_new_tokens": 512, "do_sample": True, "seed": 1}}).encode()
     with socket.create_connection((host, int(port)), timeout=60) as sock:
         sock.sendall(b"POST /generate_stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -133,11 +145,45 @@ def test_a_dropped_stream_frees_the_model(server):
         while b"data: " not in received:  # the headers, then the first event
             received += sock.recv(4096)
         sock.shutdown(socket.SHUT_RDWR)
-    status, answer = call(server, "/generate", {"inputs": "a", "model": "tiny-gpt",
+    status, answer = call(server, "/generate", {"inputs": "a", "model": "tiny-lstm-lm",
                                                 "parameters": {"max_new_tokens": 4, "details": True}})
-    assert status == 200  # the model's lock was released
-    generated = metric_samples(server, "textsvc_generated_tokens_total").get((("model", "tiny-gpt"),), 0)
+    assert status == 200
+    generated = metric_samples(server, "textsvc_generated_tokens_total").get((("model", "tiny-lstm-lm"),), 0)
     assert generated - answer["details"]["generated_tokens"] < 512  # the dropped stream did not run to its end
+
+
+def test_hugging_face_clients_work_unchanged(server, monkeypatch):
+    from huggingface_hub import InferenceClient, constants
+    from huggingface_hub.errors import ValidationError
+
+    monkeypatch.setattr(constants, "is_offline_mode", lambda: False)  # the suite's hub lock-out; only 127.0.0.1 is called
+
+    client = InferenceClient(model=server, token="k1")  # TGI's base URL: the client posts to /
+    whole = client.text_generation("the cat", max_new_tokens=10, seed=2, do_sample=True, details=True)
+    assert whole.details.generated_tokens == len(whole.details.tokens) >= 1
+    assert "".join(token.text for token in whole.details.tokens if not token.special) == whole.generated_text
+    pieces = list(client.text_generation("the cat", max_new_tokens=10, seed=2, do_sample=True, stream=True))
+    assert "".join(piece for piece in pieces) == whole.generated_text
+    with pytest.raises(ValidationError, match="top_p"):
+        client.text_generation("the cat", top_p=0.0)
+    scores = InferenceClient(model=server + "/classify", token="k1").text_classification("good great", top_k=2)
+    assert [score.label for score in scores] == ["pos", "neg"] and sum(s.score for s in scores) == pytest.approx(1)
+
+
+def test_two_replicas_over_one_models_dir_answer_alike(models_dir):
+    """Replicas keep no state but the models they read: behind a round-robin balancer a client cannot tell them
+    apart, and one going down leaves the other serving."""
+    with running_server(models_dir) as (first, first_process), running_server(models_dir) as (second, _):
+        generate = {"inputs": "the cat", "model": "tiny-lstm-lm",
+                    "parameters": {"max_new_tokens": 12, "do_sample": True, "seed": 5, "details": True}}
+        classify = {"inputs": ["good great", "awful"], "model": "sentiment-lstm"}
+        answers = [(call(url, "/generate", generate, key=None), call(url, "/classify", classify, key=None))
+                   for url in (first, second, first, second)]  # round robin
+        assert answers[0][0][0] == answers[0][1][0] == 200 and all(answer == answers[0] for answer in answers)
+        assert call(first, "/models")[1] == call(second, "/models")[1]
+        first_process.terminate()
+        first_process.wait(timeout=10)
+        assert call(second, "/generate", generate, key=None) == answers[0][0]
 
 
 def test_serve_refuses_a_missing_folder(tmp_path, capsys):

@@ -1,7 +1,9 @@
 """The HTTP service: `create_app(config)`, its routes, and JSON errors. The only module that imports Flask.
 
-Every error is `{"error": {"code", "message"[, "field"]}}` with a stable code, on every route (TGI's routes too);
-an error inside an event stream, after the headers went out, is one last event of the same shape.
+Every error is JSON with a stable `code`, in the shape its route's clients parse: `{"error": {"code", "message"
+[, "field"]}}` on textsvc's routes, TGI's `{"error": message, "error_type", "code"}` on /generate and
+/generate_stream, OpenAI's `{"error": {"message", "type", "param", "code"}}` under /v1. An error inside an event
+stream, after the headers went out, is one last event of the same shape.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
 from textsvc.config import ServingConfig, build_configs, serving_env_values
-from textsvc.engine import Engine, GenerationStream
+from textsvc.engine import Engine
 from textsvc.errors import OverloadedError, RequestError, TextsvcError
 from textsvc.openapi import openapi_document
 from textsvc.schemas import (OPENAI_FINISH, completion_id, completion_response, parse_classify, parse_completion,
@@ -71,10 +73,29 @@ def _load_quietly(engine: Engine) -> None:
 # --- errors and bookkeeping -----------------------------------------------------------------------------------
 
 def _error(status: int, code: str, message: str, field: str | None = None) -> Response:
-    body = {"code": code, "message": message, **({"field": field} if field else {})}
-    response = jsonify(error=body)
+    response = jsonify(_error_body(_api_style(), status, code, message, field))
     response.status_code = status
     return response
+
+
+def _api_style() -> str:
+    """Whose error shape the route speaks: TGI's on its routes, OpenAI's under /v1, textsvc's elsewhere."""
+    if request.path in ("/generate", "/generate_stream") or request.path == "/" and request.method == "POST":
+        return "tgi"
+    return "openai" if request.path.startswith("/v1/") else "textsvc"
+
+
+def _error_body(style: str, status: int, code: str, message: str, field: str | None) -> dict:
+    """The error as each API's clients parse it; every shape carries textsvc's stable `code`."""
+    if style == "tgi":  # text_generation and huggingface_hub read a string `error` and its `error_type`
+        kind = ("overloaded" if status in (429, 503) else "generation" if status >= 500 else
+                "unauthorized" if status == 401 else "validation")
+        return {"error": message, "error_type": kind, "code": code, **({"field": field} if field else {})}
+    if style == "openai":
+        kind = ("server_error" if status >= 500 else "authentication_error" if status == 401 else
+                "invalid_request_error")
+        return {"error": {"message": message, "type": kind, "param": field, "code": code}}
+    return {"error": {"code": code, "message": message, **({"field": field} if field else {})}}
 
 
 def _textsvc_error(error: TextsvcError) -> Response:
@@ -123,7 +144,7 @@ def _json_body() -> object:
 
 def _event_stream(events: Iterator[dict], release: Callable[[], None], done: str | None = None) -> Response:
     """Server-sent events, one JSON object each; `release` runs once, however the stream ends."""
-    release = _once(release)
+    release, style = _once(release), _api_style()
 
     def lines() -> Iterator[str]:
         try:
@@ -132,10 +153,12 @@ def _event_stream(events: Iterator[dict], release: Callable[[], None], done: str
             if done:
                 yield f"data: {done}\n\n"
         except TextsvcError as error:
-            yield f"data: {json.dumps({'error': error.to_dict()})}\n\n"
+            body = _error_body(style, error.http_status, error.code, error.message, error.field)
+            yield f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
         except Exception:  # the headers are gone: say so in the stream
             log.exception("generation failed mid-stream")
-            yield 'data: {"error": {"code": "internal_error", "message": "generation failed"}}\n\n'
+            body = _error_body(style, 500, "internal_error", "generation failed", None)
+            yield f"data: {json.dumps(body)}\n\n"
         finally:
             release()
 
@@ -161,6 +184,17 @@ def _client_gone() -> Callable[[], bool]:
 
 
 # --- routes -------------------------------------------------------------------------------------------------
+
+@ops.get("/")
+def page():
+    """The writers' page (textsvc/static/index.html): open like /health, as it holds no data; calls carry the key."""
+    response = current_app.send_static_file("index.html")
+    # the page is one file: nothing from elsewhere may load, and it calls this origin only
+    response.headers["Content-Security-Policy"] = ("default-src 'none'; script-src 'unsafe-inline'; "
+                                                   "style-src 'unsafe-inline'; connect-src 'self'; "
+                                                   "frame-ancestors 'none'")
+    return response
+
 
 @ops.get("/health")
 def health():
@@ -231,8 +265,14 @@ def generate():
     generation = parse_tgi(_json_body(), engine.config, stream=False)
     if generation.stream:
         return _tgi_stream(engine, generation)
-    return jsonify(tgi_response(generation, engine.generate(generation.model, generation.prompt,
-                                                            generation.sampling)))
+    result = engine.generate(generation.model, generation.prompt, generation.sampling, **generation.options)
+    return jsonify(tgi_response(generation, result))
+
+
+@inference.post("/")
+def tgi_compat():
+    """TGI's POST /: /generate, or /generate_stream when the body asks to stream (huggingface_hub posts here)."""
+    return generate()
 
 
 @inference.post("/generate_stream")
@@ -242,9 +282,9 @@ def generate_stream():
 
 
 def _tgi_stream(engine: Engine, generation) -> Response:
-    served = engine.admit(generation.model)
-    tokens = GenerationStream(served, generation.prompt, generation.sampling, engine.telemetry, _client_gone())
-    return _event_stream((tgi_event(generation, event, tokens.result) for event in tokens), served.lock.release)
+    job = engine.submit(generation.model, generation.prompt, generation.sampling, _client_gone(),
+                        **generation.options)
+    return _event_stream((tgi_event(generation, event, job.result) for event in job), job.cancel)
 
 
 @inference.post("/v1/completions")
@@ -252,19 +292,17 @@ def completions():
     engine = _engine()
     generation = parse_completion(_json_body(), engine.config)
     ident = completion_id()
+    name = engine.model(generation.model, "generator").name
     if not generation.stream:
-        served = engine.model(generation.model, "generator")
-        result = engine.generate(served.name, generation.prompt, generation.sampling)
-        return jsonify(completion_response(served.name, result, result.text, ident,
-                                           OPENAI_FINISH[result.finish_reason]))
-    served = engine.admit(generation.model)
-    tokens = GenerationStream(served, generation.prompt, generation.sampling, engine.telemetry, _client_gone())
+        result = engine.generate(name, generation.prompt, generation.sampling, **generation.options)
+        return jsonify(completion_response(name, result, result.text, ident, OPENAI_FINISH[result.finish_reason]))
+    job = engine.submit(name, generation.prompt, generation.sampling, _client_gone(), **generation.options)
 
     def chunks() -> Iterator[dict]:
-        for event in tokens:
+        for event in job:
             if event.text:
-                yield completion_response(served.name, None, event.text, ident, None)
-        if tokens.result is not None:  # None when the client went away
-            yield completion_response(served.name, tokens.result, "", ident, OPENAI_FINISH[tokens.result.finish_reason])
+                yield completion_response(name, None, event.text, ident, None)
+        if job.result is not None:  # None when the client went away
+            yield completion_response(name, job.result, "", ident, OPENAI_FINISH[job.result.finish_reason])
 
-    return _event_stream(chunks(), served.lock.release, done="[DONE]")
+    return _event_stream(chunks(), job.cancel, done="[DONE]")

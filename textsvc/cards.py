@@ -104,7 +104,9 @@ def training_data(info: dict) -> str:
               if info["validation_carved_from_train"] else "")
     files = info.get("dataset_files") or {}
     listed = "; ".join(f"{split}: `{name}`" for split, name in files.items())
-    return f"## Training data\n\nSource: `{info['dataset']}`" + (f" ({listed})" if listed else "") + ".\n\n" + "\n".join(rows) + "\n\n" + carved
+    described = f" {info['dataset_description']}" if info.get("dataset_description") else ""
+    source = f"Source: `{info['dataset']}`" + (f" ({listed})" if listed else "") + f".{described}"
+    return f"## Training data\n\n{source}\n\n" + "\n".join(rows) + "\n\n" + carved
 
 
 def training_procedure(info: dict) -> str:

@@ -42,7 +42,10 @@ GENERATOR_HELP = {
 }
 
 SERVE_HELP = {
-    "models_dir": "folder of model directories; each is served under its folder name",
+    "models_dir": "folder of model directories, each served under its folder name (default: the default models, "
+                  "SmolLM2-135M and a BBC News classifier, prepared under --home on the first run)",
+    "home": "textsvc's cache folder, where the default models are prepared (default: $TEXTSVC_HOME, else "
+            "~/.cache/textsvc)",
     "device": "cpu, cuda or cuda:N (default: cuda when present)",
     "api_keys": "comma-separated Bearer keys for the inference routes (better: TEXTSVC_API_KEYS)",
     "max_wait_ms": "how long a classifier batch waits for more requests",
@@ -107,9 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--model_dir", required=True)
     card.add_argument("--copy_to", help="folder to copy the card to as <model name>.md (e.g. model_cards)")
 
-    serve = commands.add_parser("serve", help="serve every model directory under --models_dir over HTTP")
+    serve = commands.add_parser("serve", help="serve every model directory under --models_dir (default: the "
+                                               "default models, prepared on the first run) over HTTP")
     serve.add_argument("--config", help="JSON or TOML file of the same fields; flags override it")
     add_dataclass_flags(serve, ServingConfig, help_texts=SERVE_HELP)
+
+    defaults = commands.add_parser("prepare-defaults", help="prepare the default models that serve uses without "
+                                                            "--models_dir (once; then they are cached)")
+    defaults.add_argument("--home", help=SERVE_HELP["home"])
     return parser
 
 
@@ -226,6 +234,8 @@ def run_serve(args: argparse.Namespace) -> None:
     values.update(read_config_file(args.config) if args.config else {})
     values.update({k: v for k, v in vars(args).items() if k not in ("command", "config")})
     (config,) = build_configs(values, ServingConfig)
+    if config.models_dir is None:  # no folder named anywhere: the default models, prepared on the first run
+        config = dataclasses.replace(config, models_dir=str(_prepare_defaults(config.home)))
     discover_models(config.models_dir)  # a wrong folder fails here, not in the background
     app = create_app(config)
     print(f"textsvc: serving {config.models_dir} on http://{config.host}:{config.port}", file=sys.stderr, flush=True)
@@ -234,9 +244,29 @@ def run_serve(args: argparse.Namespace) -> None:
                    ident="textsvc")
 
 
+def run_prepare_defaults(args: argparse.Namespace) -> None:
+    print(_prepare_defaults(args.home))
+
+
+def _prepare_defaults(home: str | None):
+    """The default models folder under textsvc's home, prepared on the first call with its progress on stderr."""
+    import logging
+
+    from textsvc.config import textsvc_home
+    from textsvc.defaults import prepare_default_models
+
+    logger = logging.getLogger("textsvc.defaults")  # the first run takes minutes: say what it is doing
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("textsvc: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    return prepare_default_models(textsvc_home(home))
+
+
 COMMANDS = {"train-classifier": run_train_classifier, "train-generator": run_train_generator,
             "evaluate": run_evaluate, "generate": run_generate, "import-gguf": run_import_gguf, "card": run_card,
-            "serve": run_serve}
+            "serve": run_serve, "prepare-defaults": run_prepare_defaults}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,7 @@ class DataConfig:
     label_names: tuple[str, ...] | None = None  # names for integer labels 0..n-1, in order
     validation_split_percentage: float = 10.0
     max_train_samples: int | None = None
+    dataset_description: str | None = None  # for the model card: what the data is, where from, under which terms
 
     def __post_init__(self):
         _require(bool(self.dataset_name) != bool(self.train_file), "train_file",
@@ -352,7 +353,8 @@ ENV_PREFIX = "TEXTSVC_"  # TEXTSVC_API_KEYS=k1,k2 sets `api_keys`: keys stay out
 class ServingConfig:
     """What `textsvc serve` loads and the limits it enforces on requests, batches and queues."""
 
-    models_dir: str = ""
+    models_dir: str | None = None  # unset: the default models, prepared once under `home` (textsvc.defaults)
+    home: str | None = None  # textsvc's cache, TEXTSVC_HOME (default: see `textsvc_home`)
     default_classifier: str | None = None  # default: the only classifier, if there is one
     default_generator: str | None = None  # default: the only generator, if there is one
     device: str | None = None  # cpu, cuda or cuda:N (default: cuda when present)
@@ -361,6 +363,7 @@ class ServingConfig:
     threads: int = 8  # waitress worker threads: concurrent requests, streams included
     max_batch_size: int = 32  # texts per classifier forward pass
     max_wait_ms: float = 5.0  # how long a batch waits for more requests before running
+    max_generation_batch_size: int = 16  # sequences each generator decodes together (continuous batching)
     max_queue_size: int = 256  # texts waiting per classifier, and requests waiting per generator, before 503
     max_inputs: int = 64  # texts per /classify request
     max_content_length: int = 1_000_000  # bytes per request body
@@ -371,9 +374,11 @@ class ServingConfig:
     load_in_background: bool = False  # answer /health (and 503 on /ready) while models load
 
     def __post_init__(self):
-        _require(bool(self.models_dir), "models_dir", "is required")
-        for name in ("port", "threads", "max_batch_size", "max_queue_size", "max_inputs", "max_content_length",
-                     "max_new_tokens_limit"):
+        _require(self.models_dir is None or bool(self.models_dir), "models_dir",
+                 "must not be empty (leave it unset to serve the default models)")
+        _require(self.home is None or bool(self.home), "home", "must not be empty")
+        for name in ("port", "threads", "max_batch_size", "max_generation_batch_size", "max_queue_size", "max_inputs",
+                     "max_content_length", "max_new_tokens_limit"):
             _require(getattr(self, name) > 0, name, "must be positive")
         _require(self.port < 65536, "port", "must be below 65536")
         _require(0 <= self.max_wait_ms <= 10_000, "max_wait_ms", "must be in [0, 10000]")
@@ -404,3 +409,14 @@ def serving_env_values(environ: typing.Mapping[str, str] | None = None) -> dict[
             raise ConfigError(f"{ENV_PREFIX}{field.name.upper()}: cannot read {raw!r} as {base.__name__}",
                               field=field.name) from error
     return values
+
+
+def textsvc_home(home: str | None = None, environ: typing.Mapping[str, str] | None = None) -> Path:
+    """textsvc's cache folder: `home`, else $TEXTSVC_HOME, else $XDG_CACHE_HOME/textsvc or ~/.cache/textsvc."""
+    import os  # read here, at call time, never on import
+
+    environ = os.environ if environ is None else environ
+    chosen = home or environ.get(ENV_PREFIX + "HOME")
+    if chosen:
+        return Path(chosen).expanduser()
+    return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "textsvc"

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from textsvc.batching import DynamicBatcher
 from textsvc.config import SamplingConfig, ServingConfig
+from textsvc.decoding import GenerationWorker, Job
 from textsvc.errors import ConfigError, OverloadedError, RequestError
 from textsvc.inference import LoadedClassifier, load_classifier
 from textsvc.lm_inference import LoadedGenerator, is_generator, load_generator
 from textsvc.cards import read_card_metadata
-from textsvc.sampling import GenerationResult, context_length, eos_ids, stream
+from textsvc.sampling import GenerationResult, context_length
 from textsvc.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -73,31 +72,20 @@ class ServedClassifier:
 
 @dataclass
 class ServedGenerator:
-    """A generator; one request at a time uses it (a lock), and a bounded number wait for it."""
+    """A generator and the worker that decodes its requests in batches."""
 
     name: str
     path: Path
     loaded: LoadedGenerator
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    waiting: int = 0
+    worker: GenerationWorker | None = None
     kind: str = "generator"
 
     def describe(self) -> dict:
         """What /models says about it."""
         return {"name": self.name, "kind": self.kind, "task": "text-generation",
                 **model_facts(self.loaded.model, self.loaded.device),
-                "context_length": context_length(self.loaded.model)}
-
-
-@dataclass(frozen=True)
-class TokenEvent:
-    """One generated token, with the text it completes ('' while held back) and whether it is the last."""
-
-    id: int
-    text: str
-    logprob: float
-    special: bool
-    last: bool = False
+                "context_length": context_length(self.loaded.model),
+                "max_batch_size": self.worker.max_batch_size if self.worker else None}
 
 
 class Engine:
@@ -107,7 +95,6 @@ class Engine:
         self.config, self.telemetry = config, telemetry or Telemetry()
         self.models: dict[str, ServedClassifier | ServedGenerator] = {}
         self.ready, self.load_error = False, None
-        self._admission = threading.Lock()
 
     def load(self) -> None:
         """Load every model directory, warm each up, start the classifiers' batchers; then `ready` is True."""
@@ -126,13 +113,22 @@ class Engine:
             raise
 
     def _load_one(self, name: str, path: Path) -> ServedClassifier | ServedGenerator:
+        metrics = self.telemetry
         if is_generator(path):
-            served = ServedGenerator(name, path, load_generator(path, self.config.device))
+            loaded = load_generator(path, self.config.device)
+            served = ServedGenerator(name, path, loaded)
+            served.worker = GenerationWorker(
+                loaded.model, loaded.tokenizer, max_batch_size=self.config.max_generation_batch_size,
+                max_queue_size=self.config.max_queue_size, retry_after_s=self.config.retry_after_s, name=name,
+                on_batch=lambda size: metrics.batch_size.labels(name).observe(size),
+                on_depth=lambda depth: metrics.queue_depth.labels(name).set(depth),
+                on_first_token=lambda seconds: metrics.time_to_first_token.labels(name).observe(seconds),
+                on_tokens=lambda count: metrics.tokens_generated.labels(name).inc(count))
             if self.config.warmup:  # first calls pay for lazy allocations; pay them before /ready
-                stream_all(served, "", SamplingConfig(max_new_tokens=1, temperature=0))
+                for _ in served.worker.submit("", SamplingConfig(max_new_tokens=2, temperature=0)):
+                    pass
             return served
         served = ServedClassifier(name, path, load_classifier(path, self.config.device))
-        metrics = self.telemetry
         served.batcher = DynamicBatcher(
             lambda ids: _predict_logits(served.loaded, ids), max_batch_size=self.config.max_batch_size,
             max_wait_ms=self.config.max_wait_ms, max_queue_size=self.config.max_queue_size, name=name,
@@ -146,8 +142,9 @@ class Engine:
     def close(self) -> None:
         """Stop the batch workers after the queued work."""
         for served in self.models.values():
-            if isinstance(served, ServedClassifier) and served.batcher is not None:
-                served.batcher.close()
+            worker = served.batcher if isinstance(served, ServedClassifier) else served.worker
+            if worker is not None:
+                worker.close()
 
     def model(self, name: str | None, kind: str | None = None) -> ServedClassifier | ServedGenerator:
         """The model called `name` (of `kind`, if given), or the default one; `unknown_model` (404) otherwise."""
@@ -188,86 +185,19 @@ class Engine:
             results.append([{"label": label, "score": score} for label, score in ranked[:top_k]])
         return results
 
-    def admit(self, name: str | None) -> ServedGenerator:
-        """Wait for the generator's lock (the caller releases it); `overloaded` when too many wait already."""
+    def submit(self, name: str | None, prompt: str, config: SamplingConfig,
+               should_stop: Callable[[], bool] = lambda: False, **options) -> Job:
+        """Queue a generation on the generator's worker (`options`: GenerationWorker.submit's); iterate the job for
+        its token events, each with its log-probability, then read `job.result`."""
         served = self.model(name, "generator")
-        with self._admission:
-            if served.waiting >= self.config.max_queue_size:
-                raise OverloadedError(f"{served.waiting} requests already wait for {served.name}",
-                                      retry_after_s=self.config.retry_after_s)
-            served.waiting += 1
-            self.telemetry.queue_depth.labels(served.name).set(served.waiting)
-        try:
-            served.lock.acquire()
-        finally:
-            with self._admission:
-                served.waiting -= 1
-                self.telemetry.queue_depth.labels(served.name).set(served.waiting)
-        return served
+        return served.worker.submit(prompt, dataclasses.replace(config, logprobs=True), should_stop, **options)
 
-    def generate(self, name: str | None, prompt: str, config: SamplingConfig) -> GenerationResult:
-        """The whole continuation of `prompt`, made while holding the model."""
-        served = self.admit(name)
-        try:
-            tokens = GenerationStream(served, prompt, config, self.telemetry)
-            for _ in tokens:
-                pass
-            return tokens.result
-        finally:
-            served.lock.release()
-
-
-class GenerationStream:
-    """Token events of one generation, on a model whose lock the caller holds; `result` once exhausted.
-
-    Generation runs only as the events are pulled, and `should_stop()` (a client that hung up) is asked between
-    tokens, so an abandoned stream costs at most one more token.
-    """
-
-    def __init__(self, served: ServedGenerator, prompt: str, config: SamplingConfig, telemetry: Telemetry,
-                 should_stop: Callable[[], bool] = lambda: False):
-        self.served, self.prompt, self.telemetry, self.should_stop = served, prompt, telemetry, should_stop
-        self.config = dataclasses.replace(config, logprobs=True)  # every event carries its token's logprob
-        self.result: GenerationResult | None = None
-        self.cancelled = False
-
-    def __iter__(self) -> Iterator[TokenEvent]:
-        model, tokenizer = self.served.loaded.model, self.served.loaded.tokenizer
-        special = eos_ids(model, tokenizer) | set(tokenizer.all_special_ids)
-        started, sent, held = time.perf_counter(), 0, None
-        pieces = stream(model, tokenizer, self.prompt, self.config)
-
-        def events(piece: str) -> Iterator[TokenEvent]:
-            nonlocal sent, held
-            new, logprobs = pieces.token_ids[sent:], pieces.token_logprobs[sent:]
-            if sent == 0 and new:
-                self.telemetry.time_to_first_token.labels(self.served.name).observe(time.perf_counter() - started)
-            sent += len(new)
-            for k, (token, logprob) in enumerate(zip(new, logprobs)):
-                if held is not None:
-                    yield held
-                held = TokenEvent(token, piece if k == len(new) - 1 else "", logprob.logprob, token in special)
-            if not new and piece and held is not None:  # text released late (end of a character or a stop check)
-                held = dataclasses.replace(held, text=held.text + piece)
-
-        for piece in pieces:
-            yield from events(piece)
-            if self.should_stop():
-                self.cancelled = True
-                return
-        yield from events("")  # the EOS token and any that spelled a stop string: no text
-        self.result = pieces.result
-        self.telemetry.tokens_generated.labels(self.served.name).inc(len(self.result.token_ids))
-        if held is not None:
-            yield dataclasses.replace(held, last=True)
-
-
-def stream_all(served: ServedGenerator, prompt: str, config: SamplingConfig) -> GenerationResult:
-    """Run a generation to its end without metrics (the warm-up)."""
-    pieces = stream(served.loaded.model, served.loaded.tokenizer, prompt, config)
-    for _ in pieces:
-        pass
-    return pieces.result
+    def generate(self, name: str | None, prompt: str, config: SamplingConfig, **options) -> GenerationResult:
+        """The whole continuation of `prompt`."""
+        job = self.submit(name, prompt, config, **options)
+        for _ in job:
+            pass
+        return job.result
 
 
 def encode(served: ServedClassifier, texts: list[str], truncation: bool) -> list[list[int]]:

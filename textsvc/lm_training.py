@@ -66,6 +66,13 @@ BUDGET_SCHEDULES = {"linear": lambda progress: 1.0 - progress,
                     "constant": lambda progress: 1.0, "constant_with_warmup": lambda progress: 1.0}
 
 
+def budget_multiplier(progress: float, warmup_ratio: float, shape) -> float:
+    """The learning-rate multiplier at `progress` in [0, 1]: linear warm-up, then `shape` over the rest."""
+    if progress < warmup_ratio:
+        return max(progress / warmup_ratio, 1e-3)
+    return shape((progress - warmup_ratio) / (1.0 - warmup_ratio))
+
+
 class BudgetTrainer(Trainer):
     """A `Trainer` whose learning-rate schedule runs over the wall-clock budget as well as the step count.
 
@@ -84,9 +91,7 @@ class BudgetTrainer(Trainer):
 
             def multiplier(step: int) -> float:
                 progress = max(step / max(num_training_steps, 1), self.budget.elapsed_share())
-                if progress < self.warmup_ratio:
-                    return max(progress / self.warmup_ratio, 1e-3)
-                return shape((progress - self.warmup_ratio) / (1.0 - self.warmup_ratio))
+                return budget_multiplier(progress, self.warmup_ratio, shape)
 
             self.lr_scheduler = LambdaLR(optimizer or self.optimizer, multiplier)
             self._created_lr_scheduler = True

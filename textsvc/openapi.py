@@ -48,14 +48,27 @@ def openapi_document() -> dict:
         "/models": {"get": _operation("Every loaded model")},
         "/models/{name}": {"get": _operation("One model")},
         "/models/{name}/card": {"get": _operation("A model card: markdown and its YAML metadata")},
+        "/": {"get": {"summary": "The writers' page: pick a model, generate (streamed) and classify in a browser",
+                      "responses": {"200": {"description": "the page",
+                                            "content": {"text/html": {"schema": {"type": "string"}}}}}},
+              "post": _operation("TGI's route: /generate, or /generate_stream with stream=true", tgi, secured=True)},
         "/health": {"get": _operation("The process is up")},
         "/ready": {"get": _operation("The models are loaded (503 until then)")},
         "/metrics": {"get": _operation("Prometheus metrics")},
     }
-    error = {"type": "object", "required": ["error"], "properties": {"error": {
+    code = {"type": "string", "enum": list(ERROR_CODES)}
+    native = {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["code", "message"],
-        "properties": {"code": {"type": "string", "enum": list(ERROR_CODES)}, "message": {"type": "string"},
-                       "field": {"type": "string"}}}}}
+        "properties": {"code": code, "message": {"type": "string"}, "field": {"type": "string"}}}}}
+    tgi_error = {"type": "object", "required": ["error", "error_type", "code"], "properties": {
+        "error": {"type": "string"}, "error_type": {"enum": ["validation", "overloaded", "generation", "unauthorized"]},
+        "code": code, "field": {"type": "string"}}}
+    openai_error = {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["message", "type", "code"],
+        "properties": {"message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": ["string", "null"]},
+                       "code": code}}}}
+    # textsvc's routes answer `native`; TGI's routes (/, /generate, /generate_stream) `tgi_error`; /v1 `openai_error`
+    error = {"oneOf": [native, tgi_error, openai_error]}
     return {"openapi": "3.1.0", "info": {"title": "textsvc", "version": __version__}, "paths": paths,
             "components": {"schemas": {"Error": error},
                            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}

@@ -30,6 +30,7 @@ class TokenLogprob:
     token_id: int
     token: str
     logprob: float
+    special: bool = False  # an end-of-text or other special token (its text is never part of the output)
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,65 @@ def eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> set[i
     return {i for i in ids if i is not None}
 
 
+class Sequence:
+    """One generation's bookkeeping apart from the model: logits in, next token and the text now safe to emit out.
+
+    Shared by the one-sequence loop below and the batched decoding of `textsvc.decoding`: what a request gets does
+    not depend on which of them ran it.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt: list[int], config: SamplingConfig,
+                 ends: set[int], device: torch.device):
+        self.tokenizer, self.config, self.ends = tokenizer, config, ends
+        self.history, self.num_prompt = list(prompt), len(prompt)
+        self.seed = None if config.greedy else (config.seed if config.seed is not None
+                                                else random.SystemRandom().randrange(2**63))
+        self.generator = None if self.seed is None else torch.Generator(device=device).manual_seed(self.seed)
+        self.processors, self.stops = logits_processors(config), StopMatcher(config.stop)
+        self.decoder = IncrementalDecoder(tokenizer, self.history)
+        self.token_ids: list[int] = []  # live: grows as tokens are picked
+        self.token_logprobs: list[TokenLogprob] = []  # live, when config.logprobs
+        self.finish: str | None = None  # one of FINISH_REASONS once done
+
+    @property
+    def done(self) -> bool:
+        return self.finish is not None
+
+    def step(self, logits: torch.Tensor) -> str:
+        """Pick the next token from the (1, V) logits after the text so far; return the text it releases."""
+        history = torch.tensor([self.history], device=logits.device)
+        scores = self.processors(history, logits.clone()) if self.processors else logits
+        token = pick_token(scores, self.config.greedy, self.generator)
+        self.token_ids.append(token)
+        if self.config.logprobs:
+            logprob = torch.log_softmax(logits, dim=-1)[0, token].item()
+            special = token in self.ends or token in self.tokenizer.all_special_ids
+            self.token_logprobs.append(TokenLogprob(token, self.tokenizer.decode([token]), logprob, special))
+        if token in self.ends:
+            self.finish = "eos"
+            return self._close()
+        self.history.append(token)
+        piece = self.stops.feed(self.decoder.add(token))
+        if self.stops.stopped:
+            self.finish = "stop"
+            return piece
+        if len(self.token_ids) >= self.config.max_new_tokens:
+            self.finish = "length"
+            return piece + self._close()
+        return piece
+
+    def _close(self) -> str:
+        """The text still held back at the end; a stop string may yet appear in it."""
+        tail = self.stops.feed(self.decoder.flush())
+        if self.stops.stopped:
+            self.finish = "stop"
+        return tail + self.stops.flush()
+
+    def result(self) -> GenerationResult:
+        return GenerationResult(self.stops.text, tuple(self.token_ids), self.finish, self.num_prompt, self.seed,
+                                tuple(self.token_logprobs) if self.config.logprobs else None)
+
+
 class TextStream:
     """Iterate for text pieces as they are produced; once exhausted, `result` holds the whole generation."""
 
@@ -200,43 +260,18 @@ class TextStream:
         return self._pieces()
 
     def _pieces(self) -> Iterator[str]:
-        model, tokenizer, config = self.model, self.tokenizer, self.config
-        state = ModelState(model)
-        history = prompt_ids(tokenizer, self.prompt, state.limit)
-        num_prompt = len(history)
-        seed = None if config.greedy else (config.seed if config.seed is not None
-                                           else random.SystemRandom().randrange(2**63))
-        generator = None if seed is None else torch.Generator(device=model.device).manual_seed(seed)
-        processors, stops, ends = logits_processors(config), StopMatcher(config.stop), eos_ids(model, tokenizer)
-        decoder = IncrementalDecoder(tokenizer, history)
-        generated, logprobs, finish = [], [], "length"
-        self.token_ids, self.token_logprobs = generated, logprobs
-        logits = state.feed(history, history)
-        while len(generated) < config.max_new_tokens:
-            scores = processors(torch.tensor([history], device=model.device), logits.clone()) if processors else logits
-            token = pick_token(scores, config.greedy, generator)
-            generated.append(token)
-            if config.logprobs:
-                logprob = torch.log_softmax(logits, dim=-1)[0, token].item()
-                logprobs.append(TokenLogprob(token, tokenizer.decode([token]), logprob))
-            if token in ends:
-                finish = "eos"
-                break
-            history.append(token)
-            if piece := stops.feed(decoder.add(token)):
+        state = ModelState(self.model)
+        sequence = Sequence(self.tokenizer, prompt_ids(self.tokenizer, self.prompt, state.limit), self.config,
+                            eos_ids(self.model, self.tokenizer), self.model.device)
+        self.token_ids, self.token_logprobs = sequence.token_ids, sequence.token_logprobs
+        logits = state.feed(sequence.history, sequence.history)
+        while True:
+            if piece := sequence.step(logits):
                 yield piece
-            if stops.stopped:
-                finish = "stop"
+            if sequence.done:
                 break
-            if len(generated) < config.max_new_tokens:
-                logits = state.feed([token], history)
-        if not stops.stopped:
-            tail = stops.feed(decoder.flush())
-            finish = "stop" if stops.stopped else finish
-            if piece := tail + stops.flush():
-                yield piece
-        self.result = GenerationResult(stops.text, tuple(generated), finish, num_prompt, seed,
-                                       tuple(logprobs) if config.logprobs else None)
+            logits = state.feed(sequence.history[-1:], sequence.history)
+        self.result = sequence.result()
 
 
 def stream(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str,

@@ -18,7 +18,12 @@ from textsvc.sampling import GenerationResult
 TGI_FINISH = {"eos": "eos_token", "stop": "stop_sequence", "length": "length"}
 OPENAI_FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
 TGI_PARAMETERS = {"max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "stop", "seed",
-                  "do_sample", "details", "return_full_text"}
+                  "do_sample", "details", "return_full_text", "truncate"}
+# What TGI's clients send along with every request (huggingface_hub's InferenceClient, text_generation's Client):
+# accepted at these values, which change nothing; any other value is refused by name.
+TGI_NEUTRAL = {"best_of": (None, 1), "decoder_input_details": (None, False), "frequency_penalty": (None, 0),
+               "top_n_tokens": (None, 0), "typical_p": (None, 1), "watermark": (None, False), "grammar": (None,),
+               "adapter_id": (None,)}
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,13 @@ class GenerationRequest:
     details: bool = False
     return_full_text: bool = False
     stream: bool = False
+    truncate: int | None = None  # keep only the prompt's last N tokens (TGI's `truncate`)
+    default_length: bool = False  # max_new_tokens was not given: the worker may shorten it to fit the context
+
+    @property
+    def options(self) -> dict:
+        """How the generation worker should fit the prompt to the model (see GenerationWorker.submit)."""
+        return {"truncate": self.truncate, "shrink_to_fit": self.default_length}
 
 
 def _object(body: Any) -> dict:
@@ -114,7 +126,13 @@ def _prompt(value: Any, field: str) -> str:
 def parse_tgi(body: Any, config: ServingConfig, stream: bool) -> GenerationRequest:
     """TGI's `{"inputs", "parameters": {...}, "stream"}`; greedy unless do_sample or a sampling knob is set."""
     body = _object(body)
-    params = _parameters(body, TGI_PARAMETERS)
+    params = _parameters(body, TGI_PARAMETERS | set(TGI_NEUTRAL))
+    for name, neutral in TGI_NEUTRAL.items():
+        if name in params and params[name] not in neutral:
+            raise RequestError(f"{name}: not supported; send {neutral[-1]} or leave it out", field=name)
+    truncate = _param(params, "truncate", int)
+    if truncate is not None and truncate < 1:
+        raise RequestError("truncate: must be positive", field="truncate")
     do_sample = _param(params, "do_sample", bool, False)
     temperature = _param(params, "temperature", (int, float))
     top_k, top_p = _param(params, "top_k", int), _param(params, "top_p", (int, float))
@@ -124,7 +142,8 @@ def parse_tgi(body: Any, config: ServingConfig, stream: bool) -> GenerationReque
         "max_new_tokens": params.get("max_new_tokens", 64), "temperature": temperature if do_sample or warped else 0,
         "top_k": top_k, "top_p": top_p, "repetition_penalty": params.get("repetition_penalty"),
         "stop": params.get("stop"), "seed": params.get("seed")}, config)
-    return GenerationRequest(_model(body), _prompt(body.get("inputs"), "inputs"), sampling,
+    return GenerationRequest(_model(body), _prompt(body.get("inputs"), "inputs"), sampling, truncate=truncate,
+                             default_length=params.get("max_new_tokens") is None,
                              details=_param(params, "details", bool, False),
                              return_full_text=_param(params, "return_full_text", bool, False),
                              stream=stream or bool(_param(body, "stream", bool, False)))
@@ -144,13 +163,18 @@ def parse_completion(body: Any, config: ServingConfig) -> GenerationRequest:
                                 "top_p": body.get("top_p"), "seed": body.get("seed"),
                                 "stop": (stop,) if isinstance(stop, str) else stop}, config)
     return GenerationRequest(_model(body), _prompt(body.get("prompt"), "prompt"), sampling,
-                             stream=bool(_param(body, "stream", bool, False)))
+                             stream=bool(_param(body, "stream", bool, False)), default_length=max_tokens is None)
 
 
-def tgi_details(result: GenerationResult) -> dict:
-    """TGI's `details` of a finished generation."""
-    return {"finish_reason": TGI_FINISH[result.finish_reason], "generated_tokens": len(result.token_ids),
-            "seed": result.seed}
+def tgi_details(result: GenerationResult, tokens: bool = True) -> dict:
+    """TGI's `details` of a finished generation; the stream's final event has no per-token list."""
+    details = {"finish_reason": TGI_FINISH[result.finish_reason], "generated_tokens": len(result.token_ids),
+               "seed": result.seed}
+    if tokens:
+        details["prefill"] = []  # TGI lists prompt tokens only with decoder_input_details, which is not offered
+        details["tokens"] = [{"id": t.token_id, "text": t.token, "logprob": t.logprob, "special": t.special}
+                             for t in result.logprobs or ()]
+    return details
 
 
 def tgi_response(request: GenerationRequest, result: GenerationResult) -> dict:
@@ -164,7 +188,7 @@ def tgi_event(request: GenerationRequest, event, result: GenerationResult | None
     final = result is not None and event.last
     text = (request.prompt if request.return_full_text else "") + result.text if final else None
     return {"token": {"id": event.id, "text": event.text, "logprob": event.logprob, "special": event.special},
-            "generated_text": text, "details": tgi_details(result) if final and request.details else None}
+            "generated_text": text, "details": tgi_details(result, tokens=False) if final and request.details else None}
 
 
 def completion_id() -> str:

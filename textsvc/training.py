@@ -240,6 +240,7 @@ def training_info(data: DataConfig, model: ClassifierModelConfig, train: Trainin
         "num_parameters": int(sum(p.numel() for p in trainer.model.parameters())),
         "dataset": splits.source,
         "dataset_files": splits.files,
+        "dataset_description": data.dataset_description,
         "validation_carved_from_train": data.validation_file is None and data.dataset_name is None,
         "split_sizes": split_sizes,
         "label_counts": label_counts,
