@@ -29,6 +29,8 @@ def test_discovery_skips_hidden_checkpoints_and_non_models(models_dir, tmp_path,
     assert sorted(discover_models(models_dir)) == ["sentiment-bert", "sentiment-lstm", "tiny-gpt", "tiny-lstm-lm"]
     (tmp_path / "outside").symlink_to(lstm_dir)  # a link that leaves the folder is not served
     assert discover_models(tmp_path) == {}
+    with pytest.raises(ConfigError, match="models_dir"):
+        discover_models(None)
 
 
 def test_batcher_gathers_concurrent_items_into_one_call():

@@ -49,6 +49,7 @@ SERVE_HELP = {
     "device": "cpu, cuda or cuda:N (default: cuda when present)",
     "api_keys": "comma-separated Bearer keys for the inference routes (better: TEXTSVC_API_KEYS)",
     "max_wait_ms": "how long a classifier batch waits for more requests",
+    "max_generation_batch_size": "sequences one generator decodes together; waiting requests join between steps",
     "max_content_length": "largest request body, in bytes",
 }
 

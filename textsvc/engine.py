@@ -24,9 +24,12 @@ log = logging.getLogger(__name__)
 ACTIVATIONS = {"softmax": lambda logits: logits.softmax(-1), "sigmoid": torch.sigmoid, "none": lambda logits: logits}
 
 
-def discover_models(models_dir: str | Path) -> dict[str, Path]:
+def discover_models(models_dir: str | Path | None) -> dict[str, Path]:
     """Model directories directly under `models_dir` by name: no hidden ones, no `*.checkpoints`, none that
     lack config.json, none whose real path (symlinks followed) leaves `models_dir`."""
+    if models_dir is None:
+        raise ConfigError("models_dir: not set; name a folder of models, or let `textsvc serve` (or "
+                          "`textsvc prepare-defaults`) prepare the default ones", field="models_dir")
     root = Path(models_dir).resolve()
     if not root.is_dir():
         raise ConfigError(f"models_dir: {models_dir} is not a directory", field="models_dir")
