@@ -15,9 +15,9 @@ import statistics
 import threading
 import time
 
-from textsvc.config import SamplingConfig
 from textsvc.decoding import GenerationWorker
 from textsvc.devices import device_description
+from textsvc.lm_config import SamplingConfig
 from textsvc.lm_inference import load_generator
 
 PROMPTS = ["The history of the city begins", "Once upon a time, in a quiet village,", "The recipe needs",

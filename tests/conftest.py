@@ -8,6 +8,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -62,6 +63,13 @@ def write_rows(path: Path, rows: list[dict], columns: list[str] | None = None) -
             writer.writeheader()
             writer.writerows(rows)
     return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def as_flags(settings: dict) -> list[str]:
@@ -148,7 +156,8 @@ def corpus_lines(n: int, seed: int) -> list[str]:
 
 def lm_configs(arch: str, output_dir: Path, train_file: Path, **settings) -> tuple:
     """Data, model and training configs for a tiny generator run; `settings` override any field."""
-    from textsvc.config import GeneratorModelConfig, GeneratorTrainingConfig, TextDataConfig, build_configs
+    from textsvc.config import build_configs
+    from textsvc.lm_config import GeneratorModelConfig, GeneratorTrainingConfig, TextDataConfig
 
     values = {**LM_TRAINING, **LM_ARCH_SETTINGS[arch], "train_file": str(train_file), "output_dir": str(output_dir),
               **settings}

@@ -9,8 +9,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from textsvc.api import create_app
-from textsvc.config import SamplingConfig
 from textsvc.engine import Engine
+from textsvc.lm_config import SamplingConfig
 from textsvc.openapi import ERROR_CODES
 from textsvc.sampling import generate
 

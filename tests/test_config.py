@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import LSTM, TRAINING, as_flags, sentiment_rows, write_rows
+
 from textsvc.cli import build_parser, main
 from textsvc.config import ClassifierModelConfig, DataConfig, TrainingConfig, build_configs, read_config_file
 from textsvc.errors import ConfigError
@@ -116,7 +116,7 @@ def test_unreadable_config_file(tmp_path, content, name):
 
 
 def test_serving_config_from_environment_then_values():
-    from textsvc.config import ServingConfig, serving_env_values
+    from textsvc.serving_config import ServingConfig, serving_env_values
 
     env = {"TEXTSVC_API_KEYS": "a,b", "TEXTSVC_MAX_WAIT_MS": "2.5", "TEXTSVC_WARMUP": "false",
            "TEXTSVC_MODELS_DIR": "/srv/models", "OTHER": "ignored"}
@@ -134,7 +134,7 @@ def test_serving_config_from_environment_then_values():
     ({"models_dir": "m", "api_keys": ("ok", "")}, "api_keys"),
 ])
 def test_serving_config_errors_name_the_field(values, field):
-    from textsvc.config import ServingConfig
+    from textsvc.serving_config import ServingConfig
 
     with pytest.raises(ConfigError) as error:
         build_configs(values, ServingConfig)
@@ -142,7 +142,7 @@ def test_serving_config_errors_name_the_field(values, field):
 
 
 def test_serving_env_value_of_the_wrong_type():
-    from textsvc.config import serving_env_values
+    from textsvc.serving_config import serving_env_values
 
     with pytest.raises(ConfigError) as error:
         serving_env_values({"TEXTSVC_PORT": "eighty"})
@@ -150,7 +150,7 @@ def test_serving_env_value_of_the_wrong_type():
 
 
 def test_textsvc_home_from_value_then_environment():
-    from textsvc.config import textsvc_home
+    from textsvc.serving_config import textsvc_home
 
     assert textsvc_home("/srv/textsvc", {"TEXTSVC_HOME": "/other"}) == Path("/srv/textsvc")
     assert textsvc_home(None, {"TEXTSVC_HOME": "/other"}) == Path("/other")

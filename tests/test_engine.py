@@ -8,13 +8,14 @@ import time
 import pytest
 
 from textsvc.batching import DynamicBatcher
-from textsvc.config import SamplingConfig, ServingConfig
 from textsvc.decoding import GenerationWorker
 from textsvc.engine import Engine, discover_models
 from textsvc.errors import ConfigError, OverloadedError, RequestError
 from textsvc.inference import classify_logits, load_classifier
+from textsvc.lm_config import SamplingConfig
 from textsvc.lm_inference import load_generator
 from textsvc.sampling import generate
+from textsvc.serving_config import ServingConfig
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import corpus_lines, write_rows
-from textsvc.config import TextDataConfig
 from textsvc.errors import DataError
+from textsvc.lm_config import TextDataConfig
 from textsvc.lm_data import (IGNORE_INDEX, evaluation_blocks, load_text_splits, pack_blocks, token_stream,
                              tokenize_documents)
 from textsvc.tokenization import train_byte_bpe_tokenizer, train_char_tokenizer

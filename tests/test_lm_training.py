@@ -9,11 +9,11 @@ import shutil
 
 import pytest
 import torch
+from conftest import LM_TRAINING, as_flags, corpus_lines, lm_configs, train_tiny_generator, write_rows
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel, TrainerCallback
 
 import textsvc  # noqa: F401  (registers textsvc's architectures with the Auto classes)
-from conftest import LM_TRAINING, as_flags, corpus_lines, lm_configs, train_tiny_generator, write_rows
 from textsvc.cards import read_card_metadata
 from textsvc.cli import main
 from textsvc.errors import ConfigError
@@ -49,6 +49,13 @@ def test_loss_falls(generator_dir):
     assert results["loss"] < math.log(vocab) - 1.0  # well below a uniform guess
     assert results["perplexity"] == pytest.approx(math.exp(results["loss"]))
     assert results["loss_per_char"] == pytest.approx(results["loss"] * results["num_tokens"] / results["num_chars"])
+
+
+def test_logged_validation_loss_is_the_saved_models_loss(generator_dir):
+    """The loss that picked the best checkpoint is the per-token loss of the model that was saved (transformers
+    once logged GPT-2's (T - 1) / T too low, counting each block's first token as predicted)."""
+    best = read_json(generator_dir / "training_info.json")["best_checkpoint_metric"]["loss"]
+    assert best == pytest.approx(read_json(generator_dir / "eval_results.json")["loss"], rel=2e-3)
 
 
 def test_save_then_load_gives_identical_logits(generator_dir, tmp_path):
@@ -192,8 +199,8 @@ def test_lstm_works_with_transformers_generate(lstm_lm_dir):
 
 def test_config_file_and_flags_give_the_same_generator_configs(tmp_path):
     from textsvc.cli import build_parser
-    from textsvc.config import (GeneratorModelConfig, GeneratorTrainingConfig, TextDataConfig, build_configs,
-                                read_config_file)
+    from textsvc.config import build_configs, read_config_file
+    from textsvc.lm_config import GeneratorModelConfig, GeneratorTrainingConfig, TextDataConfig
 
     classes = (TextDataConfig, GeneratorModelConfig, GeneratorTrainingConfig)
     toml = tmp_path / "generator.toml"

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from textsvc.cli import main
-from textsvc.config import SamplingConfig, build_configs
+from textsvc.config import build_configs
 from textsvc.errors import ConfigError
+from textsvc.lm_config import SamplingConfig
 from textsvc.lm_inference import load_generator
 from textsvc.sampling import IncrementalDecoder, StopMatcher, generate, stream
 from textsvc.tokenization import train_byte_bpe_tokenizer

@@ -19,12 +19,13 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
-from textsvc.config import ServingConfig, build_configs, serving_env_values
+from textsvc.config import build_configs
 from textsvc.engine import Engine
 from textsvc.errors import OverloadedError, RequestError, TextsvcError
 from textsvc.openapi import openapi_document
 from textsvc.schemas import (OPENAI_FINISH, completion_id, completion_response, parse_classify, parse_completion,
                              parse_tgi, tgi_event, tgi_response)
+from textsvc.serving_config import ServingConfig, serving_env_values
 from textsvc.telemetry import Telemetry
 
 log = logging.getLogger(__name__)

@@ -69,6 +69,10 @@ def _split_source(info: dict, split: str) -> str:
 
 def model_details(info: dict) -> str:
     description = ARCH_DESCRIPTIONS[(info["arch"], info["from_scratch"])]
+    pooling = info.get("hyperparameters", {}).get("classifier_pooling")
+    if pooling:
+        description += (" that reads the mean of the token states (the pooling the encoder was pretrained with)"
+                        if pooling == "mean" else " that reads the [CLS] token's state")
     base = f" Base model: `{info['base_model']}`." if info.get("base_model") else ""
     if info.get("distillation"):
         teacher = info["distillation"]

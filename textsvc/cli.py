@@ -8,10 +8,10 @@ import json
 import sys
 import typing
 
-from textsvc.config import (ClassifierModelConfig, DataConfig, GeneratorModelConfig, GeneratorTrainingConfig,
-                            SamplingConfig, ServingConfig, TextDataConfig, TrainingConfig, build_configs,
-                            read_config_file)
+from textsvc.config import ClassifierModelConfig, DataConfig, TrainingConfig, build_configs, read_config_file
 from textsvc.errors import TextsvcError
+from textsvc.lm_config import GeneratorModelConfig, GeneratorTrainingConfig, SamplingConfig, TextDataConfig
+from textsvc.serving_config import ServingConfig
 
 HELP = {
     "arch": "lstm (embedding + LSTM from scratch) or transformer",
@@ -226,9 +226,8 @@ def run_serve(args: argparse.Namespace) -> None:
     import waitress
 
     from textsvc.api import create_app
-    from textsvc.config import serving_env_values
-
     from textsvc.engine import discover_models
+    from textsvc.serving_config import serving_env_values
 
     values = {"load_in_background": True}  # listen at once; /ready says 503 until the models are loaded
     values.update(serving_env_values())  # TEXTSVC_* variables, then the config file, then flags
@@ -253,8 +252,8 @@ def _prepare_defaults(home: str | None):
     """The default models folder under textsvc's home, prepared on the first call with its progress on stderr."""
     import logging
 
-    from textsvc.config import textsvc_home
     from textsvc.defaults import prepare_default_models
+    from textsvc.serving_config import textsvc_home
 
     logger = logging.getLogger("textsvc.defaults")  # the first run takes minutes: say what it is doing
     if not logger.handlers:

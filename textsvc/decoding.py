@@ -23,8 +23,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from textsvc.config import SamplingConfig
 from textsvc.errors import OverloadedError, RequestError
+from textsvc.lm_config import SamplingConfig
 from textsvc.models.lstm import LSTMForCausalLM
 from textsvc.sampling import GenerationResult, Sequence, context_length, eos_ids, prompt_ids
 

@@ -11,13 +11,14 @@ from pathlib import Path
 import torch
 
 from textsvc.batching import DynamicBatcher
-from textsvc.config import SamplingConfig, ServingConfig
+from textsvc.cards import read_card_metadata
 from textsvc.decoding import GenerationWorker, Job
 from textsvc.errors import ConfigError, OverloadedError, RequestError
 from textsvc.inference import LoadedClassifier, load_classifier
+from textsvc.lm_config import SamplingConfig
 from textsvc.lm_inference import LoadedGenerator, is_generator, load_generator
-from textsvc.cards import read_card_metadata
 from textsvc.sampling import GenerationResult, context_length
+from textsvc.serving_config import ServingConfig
 from textsvc.telemetry import Telemetry
 
 log = logging.getLogger(__name__)

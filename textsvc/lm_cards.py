@@ -137,7 +137,7 @@ def service_usage(info: dict) -> str:
     return ("## How to use\n\nThrough the textsvc service:\n\n```bash\n"
             f"curl -s localhost:8000/generate -H 'Content-Type: application/json' -d '{request}'\n```\n\n"
             "With transformers (textsvc registers its architectures on import):\n\n```python\nimport textsvc\n"
-            "from transformers import AutoModelForCausalLM, AutoTokenizer\nfrom textsvc.config import "
+            "from transformers import AutoModelForCausalLM, AutoTokenizer\nfrom textsvc.lm_config import "
             "SamplingConfig\nfrom textsvc.sampling import generate\n\n"
             f"model = AutoModelForCausalLM.from_pretrained(\"{info['name']}\").eval()\n"
             f"tokenizer = AutoTokenizer.from_pretrained(\"{info['name']}\")\n"

@@ -10,9 +10,9 @@ import datasets
 from datasets import Dataset, DatasetDict
 from transformers import PreTrainedTokenizerBase
 
-from textsvc.config import TextDataConfig
 from textsvc.data import TEXT_COLUMN_GUESSES, file_builder, guess_column, load_file
 from textsvc.errors import DataError
+from textsvc.lm_config import TextDataConfig
 
 IGNORE_INDEX = -100  # label of positions that carry no loss (the transformers convention)
 

@@ -8,8 +8,8 @@ import math
 import platform
 import shutil
 import time
-from importlib.metadata import version
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
@@ -21,11 +21,11 @@ from transformers import (AutoModelForCausalLM, EarlyStoppingCallback, GPT2Confi
 
 from textsvc import __version__
 from textsvc.cards import render_card
-from textsvc.config import (GeneratorModelConfig, GeneratorTrainingConfig, SamplingConfig, TextDataConfig,
-                            default_learning_rate)
+from textsvc.config import default_learning_rate
 from textsvc.devices import device_description, pick_precision
 from textsvc.evaluation import generator_report, language_model_loss
 from textsvc.gguf_import import imported_hub_id
+from textsvc.lm_config import GeneratorModelConfig, GeneratorTrainingConfig, SamplingConfig, TextDataConfig
 from textsvc.lm_data import (TextSplits, evaluation_blocks, load_text_splits, pack_blocks, token_stream,
                              tokenize_documents)
 from textsvc.modeldir import write_json, write_model_dir
@@ -167,8 +167,10 @@ def train_generator(data: TextDataConfig, model: GeneratorModelConfig, train: Ge
     args = generator_arguments(train, model, run_dir)
     tokenizer = prepare_generator_tokenizer(model, splits, run_dir, args)
     network = build_generator(model, tokenizer)
-    if isinstance(network, LSTMForCausalLM):  # it returns a mean loss and ignores `num_items_in_batch`, as the
-        network.accepts_loss_kwargs = False  # classifiers do (see training.train_classifier)
+    # Every block is full, so each batch's mean loss is already the per-token mean. Left on, the Trainer divides
+    # summed losses by `num_items_in_batch`, which it counts over unshifted labels for models whose `loss_type` it
+    # cannot map (GPT-2 among them): every logged loss came out (T - 1) / T too low (1.516 for a true 1.528).
+    network.accepts_loss_kwargs = False
     block_size = min(model.block_size, context_length(network) or model.block_size)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     tokenized = {name: tokenize_documents(split, tokenizer) for name, split in splits.splits.items()}

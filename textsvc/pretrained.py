@@ -38,3 +38,28 @@ def hub_id_for(model_name_or_path: str) -> str | None:
     if path.exists():
         return None  # a local directory: its origin is unknown
     return model_name_or_path
+
+
+def sentence_embedding_pooling(model_name_or_path: str) -> str | None:
+    """How a sentence-transformers model was trained to pool its token states ("mean", "cls", ...), read from its
+    `1_Pooling/config.json`; None for a plain transformers model."""
+    import json
+
+    from transformers.utils import cached_file
+
+    local = Path(model_name_or_path) / "1_Pooling" / "config.json"
+    if local.is_file():
+        path = local
+    elif Path(model_name_or_path).exists():
+        return None
+    else:
+        found = cached_file(model_name_or_path, "1_Pooling/config.json", _raise_exceptions_for_missing_entries=False,
+                            _raise_exceptions_for_connection_errors=False)
+        if found is None:
+            return None
+        path = Path(found)
+    modes = json.loads(path.read_text(encoding="utf-8"))
+    for mode in ("mean", "cls", "max"):
+        if modes.get(f"pooling_mode_{mode}_tokens") or modes.get(f"pooling_mode_{mode}_token"):
+            return mode
+    return None

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 import torch
 from transformers import (LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase,
-                          RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper,
-                          TopPLogitsWarper)
+                          RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
-from textsvc.config import SamplingConfig
+from textsvc.lm_config import SamplingConfig
 from textsvc.models.lstm import LSTMForCausalLM
 
 FINISH_REASONS = ("eos", "stop", "length")

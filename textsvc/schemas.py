@@ -11,9 +11,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from textsvc.config import SamplingConfig, ServingConfig
 from textsvc.errors import ConfigError, RequestError
+from textsvc.lm_config import SamplingConfig
 from textsvc.sampling import GenerationResult
+from textsvc.serving_config import ServingConfig
 
 TGI_FINISH = {"eos": "eos_token", "stop": "stop_sequence", "length": "length"}
 OPENAI_FINISH = {"eos": "stop", "stop": "stop", "length": "length"}

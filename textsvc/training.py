@@ -21,13 +21,14 @@ from textsvc import __version__
 from textsvc.cards import render_card
 from textsvc.config import ClassifierModelConfig, DataConfig, TrainingConfig, default_learning_rate
 from textsvc.data import LabelledSplits, load_labelled_splits, load_texts
-from textsvc.distillation import TEACHER_COLUMN, DistillationTrainer, teacher_logits
 from textsvc.devices import device_description, pick_precision
+from textsvc.distillation import TEACHER_COLUMN, DistillationTrainer, teacher_logits
 from textsvc.errors import ConfigError
 from textsvc.metrics import classification_report, scalar_metrics
 from textsvc.modeldir import read_json, write_json, write_model_dir
 from textsvc.models.lstm import LSTMConfig, LSTMForSequenceClassification
-from textsvc.pretrained import default_encoder_path, hub_id_for
+from textsvc.models.pooled_encoder import PooledEncoderForSequenceClassification
+from textsvc.pretrained import default_encoder_path, hub_id_for, sentence_embedding_pooling
 from textsvc.tokenization import load_tokenizer, train_wordpiece_tokenizer
 
 
@@ -123,8 +124,18 @@ def build_classifier(model: ClassifierModelConfig, tokenizer: PreTrainedTokenize
             max_position_embeddings=model.max_seq_length, hidden_dropout_prob=model.dropout,
             attention_probs_dropout_prob=model.dropout, pad_token_id=tokenizer.pad_token_id, **labels)
         return BertForSequenceClassification(config)
-    return AutoModelForSequenceClassification.from_pretrained(
-        model.model_name_or_path or default_encoder_path(), use_safetensors=True, **labels)
+    path = model.model_name_or_path or default_encoder_path()
+    if classifier_pooling(model) == "mean":
+        return PooledEncoderForSequenceClassification.from_encoder(path, **labels)
+    return AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, **labels)
+
+
+def classifier_pooling(model: ClassifierModelConfig) -> str:
+    """The head of a pretrained transformer: "mean" or "cls" (see `ClassifierModelConfig.classifier_pooling`)."""
+    if model.classifier_pooling != "auto":
+        return model.classifier_pooling
+    trained_with = sentence_embedding_pooling(model.model_name_or_path or default_encoder_path())
+    return "mean" if trained_with == "mean" else "cls"
 
 
 def compute_epoch_metrics(num_labels: int):
@@ -292,7 +303,7 @@ def _architecture_fields(model: ClassifierModelConfig) -> dict:
     if model.from_scratch:
         return {"hidden_size": model.hidden_size, "num_layers": model.num_layers,
                 "num_attention_heads": model.num_attention_heads, "dropout": model.dropout}
-    return {}
+    return {"classifier_pooling": classifier_pooling(model)}
 
 
 def _version(package: str) -> str:
