@@ -132,7 +132,9 @@ def main() -> None:
     output_root, overrides = Path(args.output_dir), json.loads(args.overrides)
     output_root.mkdir(parents=True, exist_ok=True)
     text = Path(args.data_file).read_text(encoding="utf-8")[:args.limit_chars]
-    data_file, validation_file = output_root / "input.txt", output_root / "validation.txt"  # outside the repository
+    # outside the repository, in a folder whose name the cards cite as the data set
+    data_file, validation_file = output_root / "tinyshakespeare" / "input.txt", output_root / "validation.txt"
+    data_file.parent.mkdir(exist_ok=True)
     data_file.write_text(text, encoding="utf-8")
     validation_file.write_text(text[int(len(text) * 0.9):], encoding="utf-8")
 

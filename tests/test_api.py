@@ -164,6 +164,7 @@ BAD_REQUESTS = [
     ("post", "/v1/completions", {"json": {"prompt": "x", "max_tokens": 0}}, 400, "invalid_parameter"),
     ("get", "/classify", {}, 405, "method_not_allowed"),
     ("get", "/no/such/route", {}, 404, "not_found"),
+    ("get", "/static/index.html", {}, 404, "not_found"),  # the page only at /, with its CSP header
     ("get", "/models/nope", {}, 404, "unknown_model"),
     ("get", "/models/nope/card", {}, 404, "unknown_model"),
 ]
@@ -233,3 +234,10 @@ def test_ready_is_503_until_loaded(models_dir, monkeypatch):
         threading.Event().wait(0.05)
     assert client.get("/ready").status_code == 200
     app.extensions["textsvc"].close()
+
+
+def test_writers_page_is_served_at_root_with_its_security_policy(client):
+    response = client.get("/")
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    assert "/generate_stream" in response.get_data(as_text=True)

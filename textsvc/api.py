@@ -13,9 +13,10 @@ import json
 import logging
 import threading
 import time
+from pathlib import Path
 from collections.abc import Callable, Iterator
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request, send_from_directory
 from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
@@ -29,6 +30,7 @@ from textsvc.serving_config import ServingConfig, serving_env_values
 from textsvc.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
+PAGE_DIR = Path(__file__).parent / "static"
 HTTP_CODES = {400: "malformed_json", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
               415: "unsupported_media_type"}
 
@@ -41,7 +43,7 @@ def create_app(config: ServingConfig | dict | None = None) -> Flask:
     """The service for `config` (a ServingConfig, or field values over the TEXTSVC_* environment)."""
     if not isinstance(config, ServingConfig):
         (config,) = build_configs({**serving_env_values(), **(config or {})}, ServingConfig)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the page is served by `page` alone, with its CSP header
     app.config["MAX_CONTENT_LENGTH"] = config.max_content_length
     app.json.sort_keys, app.json.ensure_ascii = False, False
     engine = Engine(config, Telemetry())
@@ -189,7 +191,7 @@ def _client_gone() -> Callable[[], bool]:
 @ops.get("/")
 def page():
     """The writers' page (textsvc/static/index.html): open like /health, as it holds no data; calls carry the key."""
-    response = current_app.send_static_file("index.html")
+    response = send_from_directory(PAGE_DIR, "index.html")
     # the page is one file: nothing from elsewhere may load, and it calls this origin only
     response.headers["Content-Security-Policy"] = ("default-src 'none'; script-src 'unsafe-inline'; "
                                                    "style-src 'unsafe-inline'; connect-src 'self'; "
