@@ -35,6 +35,20 @@ def test_lstm_student_learns_from_teacher(tmp_path, data_dir, transformer_dir):
     assert read_json(output / "test_results.json")["accuracy"] >= 0.9
     card = (output / "README.md").read_text()
     assert f"teacher classifier `{transformer_dir.name}`" in card and "temperature 3.0" in card
+    assert "Its weights start from random values" in card
+
+
+def test_pretrained_student_learns_from_teacher_and_transfer_texts(tmp_path, data_dir, transformer_dir):
+    """Self-training: a pretrained encoder fine-tuned on the labels, the teacher's logits and texts it labelled."""
+    transfer = tmp_path / "transfer.txt"
+    transfer.write_text("\n".join(row["text"] for row in sentiment_rows(30, 9)) + "\n", encoding="utf-8")
+    output = train_tiny("transformer", tmp_path / "student", data_dir / "train.csv", model_name_or_path=str(
+        transformer_dir), validation_file=str(data_dir / "dev.csv"), teacher_model_dir=str(transformer_dir),
+        transfer_file=str(transfer), num_train_epochs=1.0)
+    assert read_json(output / "training_info.json")["distillation"]["transfer_examples"] == 30
+    card = (output / "README.md").read_text()
+    assert "Fine-tuning learnt from the labels and also from the logits of the teacher classifier" in card
+    assert "random values" not in card
 
 
 def test_teacher_with_other_labels_is_refused(tmp_path, transformer_dir):

@@ -37,7 +37,7 @@ def mean_pooled_dir(tmp_path_factory, sentence_encoder_dir, data_dir):
     output_dir = tmp_path_factory.mktemp("pooled-run") / "tiny-pooled"
     return train_tiny("transformer", output_dir, data_dir / "train.csv", model_name_or_path=str(sentence_encoder_dir),
                       validation_file=str(data_dir / "dev.csv"), test_file=str(data_dir / "test.csv"),
-                      num_train_epochs=3.0)
+                      classifier_pooling="auto", num_train_epochs=3.0)
 
 
 def test_auto_pooling_follows_the_sentence_transformers_config(mean_pooled_dir, sentence_encoder_dir):
@@ -79,9 +79,8 @@ def test_padding_does_not_change_a_mean_pooled_prediction(mean_pooled_dir):
 
 
 def test_cls_pooling_keeps_the_architectures_own_head(tmp_path, sentence_encoder_dir, data_dir):
-    output_dir = train_tiny("transformer", tmp_path / "cls", data_dir / "train.csv",
-                            model_name_or_path=str(sentence_encoder_dir), classifier_pooling="cls",
-                            num_train_epochs=1.0)
+    output_dir = train_tiny("transformer", tmp_path / "cls", data_dir / "train.csv",  # cls: the default
+                            model_name_or_path=str(sentence_encoder_dir), num_train_epochs=1.0)
     assert type(AutoModelForSequenceClassification.from_pretrained(output_dir)) is BertForSequenceClassification
     assert read_json(output_dir / "training_info.json")["hyperparameters"]["classifier_pooling"] == "cls"
 

@@ -76,8 +76,9 @@ def model_details(info: dict) -> str:
     base = f" Base model: `{info['base_model']}`." if info.get("base_model") else ""
     if info.get("distillation"):
         teacher = info["distillation"]
-        base += (f" Its weights start from random values; it learnt from the labels and from the logits of the "
-                 f"teacher classifier `{teacher['teacher']}`"
+        start = ("Its weights start from random values; it learnt from the labels and" if info["from_scratch"]
+                 else "Fine-tuning learnt from the labels and also")
+        base += (f" {start} from the logits of the teacher classifier `{teacher['teacher']}`"
                  + (f" (fine-tuned from `{teacher['teacher_base_model']}`)" if teacher.get("teacher_base_model")
                     else "") + " by knowledge distillation"
                  + (f", on the training data plus {teacher['transfer_examples']:,} unlabelled texts from "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 from textsvc.errors import ConfigError
@@ -43,9 +44,7 @@ def hub_id_for(model_name_or_path: str) -> str | None:
 def sentence_embedding_pooling(model_name_or_path: str) -> str | None:
     """How a sentence-transformers model was trained to pool its token states ("mean", "cls", ...), read from its
     `1_Pooling/config.json`; None for a plain transformers model."""
-    import json
-
-    from transformers.utils import cached_file
+    from transformers.utils import cached_file  # here: importing this module stays cheap
 
     local = Path(model_name_or_path) / "1_Pooling" / "config.json"
     if local.is_file():
