@@ -270,7 +270,7 @@ def training_info(data: DataConfig, model: ClassifierModelConfig, train: Trainin
             "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32", "seed": args.seed,
             "early_stopping_patience": train.early_stopping_patience,
             **({"vocab_size": model.vocab_size} if model.from_scratch else {}),
-            **(_architecture_fields(model)),
+            **(_architecture_fields(model, trainer.model)),
         },
         "distillation": distillation_info(train, len(trainer.train_dataset) - len(splits.splits["train"])),
         "best_checkpoint_metric": {"accuracy": trainer.state.best_metric},
@@ -295,7 +295,7 @@ def distillation_info(train: TrainingConfig, transfer_examples: int) -> dict | N
                if train.transfer_file else {})}
 
 
-def _architecture_fields(model: ClassifierModelConfig) -> dict:
+def _architecture_fields(model: ClassifierModelConfig, network: transformers.PreTrainedModel) -> dict:
     if model.arch == "lstm":
         return {"embedding_dim": model.embedding_dim, "hidden_size": model.hidden_size, "num_layers": model.num_layers,
                 "bidirectional": model.bidirectional, "dropout": model.dropout,
@@ -303,7 +303,8 @@ def _architecture_fields(model: ClassifierModelConfig) -> dict:
     if model.from_scratch:
         return {"hidden_size": model.hidden_size, "num_layers": model.num_layers,
                 "num_attention_heads": model.num_attention_heads, "dropout": model.dropout}
-    return {"classifier_pooling": classifier_pooling(model)}
+    # read off the built model: resolving "auto" again would re-read the base model's pooling config
+    return {"classifier_pooling": "mean" if isinstance(network, PooledEncoderForSequenceClassification) else "cls"}
 
 
 def _version(package: str) -> str:
