@@ -42,9 +42,13 @@ RUNS["lstm-distilled"] = dict(model=RUNS["lstm"]["model"],
 RUNS["minilm-self-trained"] = dict(model=RUNS["minilm"]["model"], data=RUNS["minilm"]["data"],
                                    train={**RUNS["minilm"]["train"], "distillation_alpha": 0.5,
                                           "distillation_temperature": 2.0})
-TEACHER = "minilm"
+# a second round of self-training (Xie et al. 2020, "Noisy Student"): the same recipe, taught by --teacher_dirs,
+# which are meant to be the first round's models (averaged when several), over more transfer sentences
+RUNS["minilm-self-trained-2"] = RUNS["minilm-self-trained"]
+TEACHER = "minilm"  # the default teacher of every run above that has a distillation_alpha
 CARD_NAMES = {"lstm": "sst2-lstm", "minilm": "sst2-minilm-l6", "lstm-distilled": "sst2-lstm-distilled",
-              "minilm-self-trained": "sst2-minilm-l6-self-trained"}
+              "minilm-self-trained": "sst2-minilm-l6-self-trained",
+              "minilm-self-trained-2": "sst2-minilm-l6-self-trained-2"}
 
 
 def write_transfer_sentences(imdb_csv: Path, target: Path, count: int, seed: int = 0) -> Path:
@@ -86,7 +90,7 @@ def tfidf_baseline(data_dir: Path) -> dict:
 
 
 def run_textsvc(name: str, data_dir: Path, output_root: Path, overrides: dict, disable_tqdm: bool,
-                transfer_file: Path | None = None) -> dict:
+                transfer_file: Path | None = None, teacher_dirs: list[str] | None = None) -> dict:
     spec = RUNS[name]
     output_dir = output_root / CARD_NAMES[name]
     data = DataConfig(train_file=str(data_dir / "train.tsv"), test_file=str(data_dir / "dev.tsv"),
@@ -95,7 +99,7 @@ def run_textsvc(name: str, data_dir: Path, output_root: Path, overrides: dict, d
     model = ClassifierModelConfig(**{**spec["model"], **overrides.get("model", {})})
     extra = {}
     if "distillation_alpha" in spec["train"]:
-        extra["teacher_model_dir"] = str(output_root / CARD_NAMES[TEACHER])
+        extra["teacher_model_dir"] = tuple(teacher_dirs or [str(output_root / CARD_NAMES[TEACHER])])
         if transfer_file:
             extra["transfer_file"] = str(transfer_file)
     train = TrainingConfig(output_dir=str(output_dir), disable_tqdm=disable_tqdm, logging_steps=200,
@@ -120,6 +124,8 @@ def main() -> None:
     parser.add_argument("--no_baseline", action="store_true")
     parser.add_argument("--imdb_csv", help="IMDB train.csv.gz: its sentences become the distillation transfer set")
     parser.add_argument("--transfer_sentences", type=int, default=40000)
+    parser.add_argument("--teacher_dirs", nargs="+",
+                        help=f"teachers of the distilled runs (default: the {TEACHER!r} run in --output_dir)")
     parser.add_argument("--disable_tqdm", action="store_true")
     args = parser.parse_args()
     data_dir, output_root = Path(args.data_dir), Path(args.output_dir)
@@ -134,7 +140,7 @@ def main() -> None:
     order = sorted(args.runs, key=lambda name: name in taught)  # the teacher first
     for name in order:
         results[name] = run_textsvc(name, data_dir, output_root, overrides.get(name, {}), args.disable_tqdm,
-                                    transfer_file)
+                                    transfer_file, args.teacher_dirs)
         if args.copy_cards:
             Path(args.copy_cards).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(Path(results[name]["output_dir"]) / "README.md",

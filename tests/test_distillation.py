@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from conftest import sentiment_rows, train_tiny, write_rows
-from textsvc.distillation import soft_target_loss
+from textsvc.distillation import soft_target_loss, teacher_logits
+from textsvc.inference import classify_logits, load_classifier
 from textsvc.errors import ConfigError
 from textsvc.modeldir import read_json
 
@@ -30,7 +31,7 @@ def test_lstm_student_learns_from_teacher(tmp_path, data_dir, transformer_dir):
                         test_file=str(data_dir / "test.csv"), teacher_model_dir=str(transformer_dir),
                         distillation_alpha=0.3, distillation_temperature=3.0)
     info = read_json(output / "training_info.json")
-    assert info["distillation"] == {"teacher": transformer_dir.name, "teacher_base_model": None,
+    assert info["distillation"] == {"teachers": [{"name": transformer_dir.name, "base_model": None}],
                                     "alpha": 0.3, "temperature": 3.0}
     assert read_json(output / "test_results.json")["accuracy"] >= 0.9
     card = (output / "README.md").read_text()
@@ -49,6 +50,29 @@ def test_pretrained_student_learns_from_teacher_and_transfer_texts(tmp_path, dat
     card = (output / "README.md").read_text()
     assert "Fine-tuning learnt from the labels and also from the logits of the teacher classifier" in card
     assert "random values" not in card
+
+
+def test_teachers_log_probabilities_are_averaged_in_the_texts_order(data_dir, lstm_dir, transformer_dir):
+    """Batches are sorted by length for speed; each row still belongs to its own text."""
+    texts = [row["text"] for row in sentiment_rows(20, 3)]
+    texts[3] = " ".join([texts[3]] * 6)  # one long text, so sorting moves it
+    expected = sum(torch.log_softmax(classify_logits(load_classifier(d), texts), -1) for d in (lstm_dir,
+                                                                                            transformer_dir)) / 2
+    averaged = torch.tensor(teacher_logits([str(lstm_dir), str(transformer_dir)], texts, ["neg", "pos"], 4))
+    torch.testing.assert_close(averaged, expected, atol=1e-5, rtol=1e-4)
+    single = torch.tensor(teacher_logits([str(lstm_dir)], texts, ["pos", "neg"]))  # the student's label order
+    own = classify_logits(load_classifier(lstm_dir), texts)
+    torch.testing.assert_close(single.softmax(-1), own.softmax(-1)[:, [1, 0]], atol=1e-5, rtol=1e-4)
+
+
+def test_student_learns_from_an_ensemble_of_teachers(tmp_path, data_dir, lstm_dir, transformer_dir):
+    output = train_tiny("lstm", tmp_path / "student", data_dir / "train.csv", validation_file=str(data_dir / "dev.csv"),
+                        test_file=str(data_dir / "test.csv"), teacher_model_dir=f"{lstm_dir},{transformer_dir}")
+    info = read_json(output / "training_info.json")
+    assert [t["name"] for t in info["distillation"]["teachers"]] == [lstm_dir.name, transformer_dir.name]
+    assert read_json(output / "test_results.json")["accuracy"] >= 0.9
+    card = (output / "README.md").read_text()
+    assert f"an ensemble of 2 teacher classifiers, `{lstm_dir.name}`, `{transformer_dir.name}`" in card
 
 
 def test_teacher_with_other_labels_is_refused(tmp_path, transformer_dir):

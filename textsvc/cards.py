@@ -75,15 +75,18 @@ def model_details(info: dict) -> str:
                         if pooling == "mean" else " that reads the [CLS] token's state")
     base = f" Base model: `{info['base_model']}`." if info.get("base_model") else ""
     if info.get("distillation"):
-        teacher = info["distillation"]
+        distillation = info["distillation"]
         start = ("Its weights start from random values; it learnt from the labels and" if info["from_scratch"]
                  else "Fine-tuning learnt from the labels and also")
-        base += (f" {start} from the logits of the teacher classifier `{teacher['teacher']}`"
-                 + (f" (fine-tuned from `{teacher['teacher_base_model']}`)" if teacher.get("teacher_base_model")
-                    else "") + " by knowledge distillation"
-                 + (f", on the training data plus {teacher['transfer_examples']:,} unlabelled texts from "
-                    f"`{teacher['transfer_file']}` that the teacher labelled" if teacher.get("transfer_file") else "")
-                 + ".")
+        teachers = [f"`{t['name']}`" + (f" (fine-tuned from `{t['base_model']}`)" if t.get("base_model") else "")
+                    for t in distillation["teachers"]]
+        source = (f"the logits of the teacher classifier {teachers[0]}" if len(teachers) == 1 else
+                  f"the averaged log-probabilities of an ensemble of {len(teachers)} teacher classifiers, "
+                  + ", ".join(teachers))
+        base += (f" {start} from {source} by knowledge distillation"
+                 + (f", on the training data plus {distillation['transfer_examples']:,} unlabelled texts from "
+                    f"`{distillation['transfer_file']}` that the {'teacher' if len(teachers) == 1 else 'teachers'} labelled"
+                    if distillation.get("transfer_file") else "") + ".")
     return (f"## Model details\n\n`{info['name']}` is {description}, made with textsvc "
             f"{info['framework_versions']['textsvc']}.{base} It has {info['num_parameters']:,} parameters and "
             f"predicts one of {len(info['labels'])} labels: {', '.join(f'`{l}`' for l in info['labels'])}. "

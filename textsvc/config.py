@@ -151,7 +151,7 @@ class OptimisationConfig:
 class TrainingConfig(OptimisationConfig):
     """A classifier's training run: the shared settings, plus knowledge distillation and length grouping."""
 
-    teacher_model_dir: str | None = None  # a trained classifier whose logits the new model learns from
+    teacher_model_dir: tuple[str, ...] | None = None  # trained classifiers (one, or an ensemble) the model learns from
     transfer_file: str | None = None  # unlabelled texts the teacher labels, added to the training rows
     distillation_alpha: float = 0.5  # weight of the label loss; the teacher's soft loss gets 1 - alpha
     distillation_temperature: float = 2.0

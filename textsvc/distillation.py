@@ -3,6 +3,8 @@
 Hinton et al. 2015, "Distilling the Knowledge in a Neural Network": the soft loss is the KL divergence
 between temperature-softened distributions, scaled by T^2 so its gradients keep their size as T changes.
 Tang et al. 2019 showed a BiLSTM trained from scratch this way closes much of the gap to BERT on SST-2.
+Several teachers act as one ensemble: their log-probabilities are averaged (a product of experts), which for a
+single teacher gives back its own softened distribution at any temperature.
 """
 
 from __future__ import annotations
@@ -19,16 +21,21 @@ from textsvc.inference import classify_logits, load_classifier
 TEACHER_COLUMN = "teacher_logits"
 
 
-def teacher_logits(teacher_dir: str, texts: Sequence[str], label_names: Sequence[str],
+def teacher_logits(teacher_dirs: Sequence[str], texts: Sequence[str], label_names: Sequence[str],
                    batch_size: int = 128) -> list[list[float]]:
-    """The teacher's logits for `texts`, one row per text, in the student's label order."""
-    teacher = load_classifier(teacher_dir)
-    if sorted(teacher.label_names) != sorted(label_names):
-        raise ConfigError(f"teacher_model_dir: the teacher's labels {teacher.label_names} differ from the data's "
-                          f"{list(label_names)}", code="teacher_labels_mismatch", field="teacher_model_dir")
-    order = [teacher.label_names.index(name) for name in label_names]
-    logits = classify_logits(teacher, list(texts), batch_size)[:, order]  # (N, num_labels)
-    return logits.tolist()
+    """The teachers' mean log-probabilities for `texts`, one row per text, in the student's label order."""
+    by_length = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch: less padding
+    total = torch.zeros(len(texts), len(label_names))
+    for teacher_dir in teacher_dirs:
+        teacher = load_classifier(teacher_dir)
+        if sorted(teacher.label_names) != sorted(label_names):
+            raise ConfigError(f"teacher_model_dir: the labels of {teacher_dir} {teacher.label_names} differ from the "
+                              f"data's {list(label_names)}", code="teacher_labels_mismatch", field="teacher_model_dir")
+        order = [teacher.label_names.index(name) for name in label_names]
+        logits = classify_logits(teacher, [texts[i] for i in by_length], batch_size)[:, order]  # (N, num_labels)
+        total[by_length] += F.log_softmax(logits, dim=-1)
+        del teacher
+    return (total / len(teacher_dirs)).tolist()
 
 
 class DistillationTrainer(Trainer):

@@ -204,7 +204,7 @@ def make_trainer(model: transformers.PreTrainedModel, args: TrainingArguments, t
 
 def distillation_rows(tokenized_train, splits: LabelledSplits, train: TrainingConfig,
                       tokenizer: PreTrainedTokenizerBase, model_config):
-    """Training rows with the teacher's logits; transfer texts join them, labelled with the teacher's choice."""
+    """Training rows with the teachers' log-probabilities; transfer texts join them, labelled with their choice."""
     texts = splits.splits["train"]["text"]
     logits = teacher_logits(train.teacher_model_dir, texts, splits.label_names)
     rows = tokenized_train.add_column(TEACHER_COLUMN, logits)
@@ -288,9 +288,10 @@ def distillation_info(train: TrainingConfig, transfer_examples: int) -> dict | N
     """The teacher and loss mix of a distilled model, for its card."""
     if not train.teacher_model_dir:
         return None
-    teacher = read_json(Path(train.teacher_model_dir) / "training_info.json") or {}
-    return {"teacher": Path(train.teacher_model_dir).resolve().name, "teacher_base_model": teacher.get("base_model"),
-            "alpha": train.distillation_alpha, "temperature": train.distillation_temperature,
+    teachers = [{"name": Path(directory).resolve().name,
+                 "base_model": (read_json(Path(directory) / "training_info.json") or {}).get("base_model")}
+                for directory in train.teacher_model_dir]
+    return {"teachers": teachers, "alpha": train.distillation_alpha, "temperature": train.distillation_temperature,
             **({"transfer_file": Path(train.transfer_file).name, "transfer_examples": transfer_examples}
                if train.transfer_file else {})}
 
