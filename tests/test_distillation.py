@@ -1,4 +1,4 @@
-"""Knowledge distillation: the soft loss, and an LSTM student trained from a tiny teacher end to end."""
+"""Knowledge distillation: the soft loss, ensembles of teachers, and students trained from tiny teachers end to end."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from conftest import sentiment_rows, train_tiny, write_rows
+from textsvc.cards import render_card
 from textsvc.distillation import soft_target_loss, teacher_logits
-from textsvc.inference import classify_logits, load_classifier
 from textsvc.errors import ConfigError
-from textsvc.modeldir import read_json
+from textsvc.inference import classify_logits, load_classifier
+from textsvc.modeldir import read_json, write_json
 
 
 def test_soft_loss_is_zero_when_student_matches_teacher():
@@ -37,6 +38,10 @@ def test_lstm_student_learns_from_teacher(tmp_path, data_dir, transformer_dir):
     card = (output / "README.md").read_text()
     assert f"teacher classifier `{transformer_dir.name}`" in card and "temperature 3.0" in card
     assert "Its weights start from random values" in card
+    # directories trained before ensembles recorded a single teacher; their cards still render
+    info["distillation"] = {"teacher": "old-teacher", "teacher_base_model": "base", "alpha": 0.3, "temperature": 3.0}
+    write_json(output / "training_info.json", info)
+    assert "teacher classifier `old-teacher` (fine-tuned from `base`)" in render_card(output)
 
 
 def test_pretrained_student_learns_from_teacher_and_transfer_texts(tmp_path, data_dir, transformer_dir):

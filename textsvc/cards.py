@@ -79,7 +79,8 @@ def model_details(info: dict) -> str:
         start = ("Its weights start from random values; it learnt from the labels and" if info["from_scratch"]
                  else "Fine-tuning learnt from the labels and also")
         teachers = [f"`{t['name']}`" + (f" (fine-tuned from `{t['base_model']}`)" if t.get("base_model") else "")
-                    for t in distillation["teachers"]]
+                    for t in distillation.get("teachers") or [  # models trained before ensembles had one teacher
+                        {"name": distillation["teacher"], "base_model": distillation.get("teacher_base_model")}]]
         source = (f"the logits of the teacher classifier {teachers[0]}" if len(teachers) == 1 else
                   f"the averaged log-probabilities of an ensemble of {len(teachers)} teacher classifiers, "
                   + ", ".join(teachers))
