@@ -84,9 +84,10 @@ def model_details(info: dict) -> str:
         source = (f"the logits of the teacher classifier {teachers[0]}" if len(teachers) == 1 else
                   f"the averaged log-probabilities of an ensemble of {len(teachers)} teacher classifiers, "
                   + ", ".join(teachers))
+        labellers = "teacher" if len(teachers) == 1 else "teachers"
         base += (f" {start} from {source} by knowledge distillation"
                  + (f", on the training data plus {distillation['transfer_examples']:,} unlabelled texts from "
-                    f"`{distillation['transfer_file']}` that the {'teacher' if len(teachers) == 1 else 'teachers'} labelled"
+                    f"`{distillation['transfer_file']}` that the {labellers} labelled"
                     if distillation.get("transfer_file") else "") + ".")
     return (f"## Model details\n\n`{info['name']}` is {description}, made with textsvc "
             f"{info['framework_versions']['textsvc']}.{base} It has {info['num_parameters']:,} parameters and "

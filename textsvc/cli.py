@@ -27,6 +27,8 @@ HELP = {
     "resume": "continue the interrupted run from its last checkpoint",
     "precision": "auto (bf16/fp16 on a GPU, fp32 on the CPU), fp32, bf16 or fp16",
     "keep_checkpoints": "keep OUTPUT_DIR.checkpoints after a successful run",
+    "teacher_model_dir": "trained classifier to distil from; several, comma-separated, teach as an ensemble",
+    "transfer_file": "unlabelled texts (one per line, or a text column) that the teachers label for training",
 }
 GENERATOR_HELP = {
     "arch": "lstm (embedding + LSTM language model) or transformer (GPT-2-style decoder, or --model_name_or_path)",
