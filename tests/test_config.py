@@ -98,6 +98,16 @@ def test_invalid_values_raise_config_error_with_field(field, value):
     assert error.value.code == "invalid_config" and error.value.field == field
 
 
+def test_names_given_directly_in_python_become_tuples():
+    data = DataConfig(train_file="t.csv", label_names="neg, pos")
+    assert data.label_names == ("neg", "pos")
+    assert DataConfig(train_file="t.csv", label_names=["neg", "pos"]).label_names == ("neg", "pos")
+    train = TrainingConfig(output_dir="o", teacher_model_dir="teachers/a,teachers/b")
+    assert train.teacher_model_dir == ("teachers/a", "teachers/b")
+    assert TrainingConfig(output_dir="o", teacher_model_dir="teacher").teacher_model_dir == ("teacher",)
+    assert TrainingConfig(output_dir="o").teacher_model_dir is None
+
+
 @pytest.mark.parametrize("missing", ["train_file", "output_dir"])
 def test_required_settings(missing):
     values = {"train_file": "t.csv", "output_dir": "o"}

@@ -30,6 +30,17 @@ def require(condition: bool, field: str, message: str) -> None:
         raise ConfigError(f"{field}: {message}", field=field)
 
 
+def names_as_tuple(config: Any, field: str) -> None:
+    """Let Python callers give a list of names, or comma-separated text as on the command line, where a frozen
+    config keeps a tuple (a bare string would otherwise be read as one name per character)."""
+    value = getattr(config, field)
+    if isinstance(value, str):
+        value = tuple(name.strip() for name in value.split(","))
+    elif isinstance(value, list):
+        value = tuple(value)
+    object.__setattr__(config, field, value)
+
+
 @dataclass(frozen=True)
 class SourceConfig:
     """Where a data set comes from (a hub name or local files), and the share carved off when it has no validation
@@ -62,6 +73,7 @@ class DataConfig(SourceConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        names_as_tuple(self, "label_names")
         require(self.max_train_samples is None or self.max_train_samples > 0, "max_train_samples",
                 "must be positive")
 
@@ -159,6 +171,7 @@ class TrainingConfig(OptimisationConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        names_as_tuple(self, "teacher_model_dir")
         require(self.transfer_file is None or self.teacher_model_dir is not None, "transfer_file",
                 "needs --teacher_model_dir to label its texts")
         require(0 <= self.distillation_alpha <= 1, "distillation_alpha", "must be in [0, 1]")
