@@ -30,15 +30,19 @@ def require(condition: bool, field: str, message: str) -> None:
         raise ConfigError(f"{field}: {message}", field=field)
 
 
-def names_as_tuple(config: Any, field: str) -> None:
-    """Let Python callers give a list of names, or comma-separated text as on the command line, where a frozen
-    config keeps a tuple (a bare string would otherwise be read as one name per character)."""
-    value = getattr(config, field)
+def as_names(value: Any) -> Any:
+    """A list of names, or comma-separated text as a flag gives it, as a tuple; anything else unchanged."""
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value)
     if isinstance(value, str):
-        value = tuple(name.strip() for name in value.split(","))
-    elif isinstance(value, list):
-        value = tuple(value)
-    object.__setattr__(config, field, value)
+        return tuple(name.strip() for name in value.split(","))
+    return value
+
+
+def names_as_tuple(config: Any, field: str) -> None:
+    """Give Python callers of a frozen config what `build_configs` gives the CLI (a bare string would otherwise be
+    read as one name per character)."""
+    object.__setattr__(config, field, as_names(getattr(config, field)))
 
 
 @dataclass(frozen=True)
@@ -225,10 +229,8 @@ def coerce(value: Any, field: dataclasses.Field, hint: Any) -> Any:
         return value
     base = kinds[0]
     if typing.get_origin(base) is tuple:  # label names: a list, or comma-separated text from a flag
-        if isinstance(value, (list, tuple)):
-            return tuple(str(v) for v in value)
-        if isinstance(value, str):
-            return tuple(name.strip() for name in value.split(","))
+        if isinstance(value, (list, tuple, str)):
+            return as_names(value)
         raise ConfigError(f"{field.name}: expected a list of names, got {value!r}", field=field.name)
     if base is bool and not isinstance(value, bool):
         raise ConfigError(f"{field.name}: expected true or false, got {value!r}", field=field.name)
