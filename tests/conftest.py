@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import csv
 import json
+import logging
 import os
 import random
 import shutil
@@ -97,6 +98,30 @@ def train_tiny(arch: str, output_dir: Path, train_file: Path, callbacks=(), **se
     from textsvc.training import train_classifier
 
     return train_classifier(*tiny_configs(arch, output_dir, train_file, **settings), callbacks=callbacks)
+
+
+class DeprecationLog(logging.Handler):
+    """Keeps what transformers logs, rather than warns, about deprecated names (`past_key_values`, say)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "deprecated" in record.getMessage():
+            self.messages.append(record.getMessage())
+
+
+@pytest.fixture(autouse=True)
+def no_deprecated_transformers_calls():
+    """Fail a test during which transformers logged a deprecation: the pyproject filters see only warnings."""
+    handler = DeprecationLog()
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    yield
+    logger.removeHandler(handler)
+    if handler.messages:
+        pytest.fail("transformers logged a deprecation: " + " | ".join(handler.messages))
 
 
 @pytest.fixture(scope="session")

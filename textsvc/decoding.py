@@ -87,8 +87,8 @@ class StateRows:
         self.h, self.c = self.h.index_select(1, keep), self.c.index_select(1, keep)
 
     def step(self, model: PreTrainedModel, tokens: torch.Tensor) -> torch.Tensor:
-        output = model(input_ids=tokens, past_key_values=(self.h, self.c), use_cache=True)
-        self.h, self.c = output.past_key_values
+        output = model(input_ids=tokens, cache=(self.h, self.c), use_cache=True)
+        self.h, self.c = output.cache
         return output.logits[:, -1, :].float()  # (B, V)
 
 
@@ -122,9 +122,9 @@ class CacheRows:
 
     def step(self, model: PreTrainedModel, tokens: torch.Tensor) -> torch.Tensor:
         self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
-        output = model(input_ids=tokens, past_key_values=self.cache, attention_mask=self.mask,
+        output = model(input_ids=tokens, cache=self.cache, attention_mask=self.mask,
                        position_ids=self.positions.unsqueeze(1), use_cache=True)
-        self.cache, self.positions = output.past_key_values, self.positions + 1
+        self.cache, self.positions = output.cache, self.positions + 1
         return output.logits[:, -1, :].float()  # (B, V)
 
 
@@ -203,7 +203,7 @@ class GenerationWorker:
         if isinstance(self.model, LSTMForCausalLM):
             return True
         start = prompt_ids(self.tokenizer, "", None)
-        cache = self.model(input_ids=torch.tensor([start], device=self.model.device), use_cache=True).past_key_values
+        cache = self.model(input_ids=torch.tensor([start], device=self.model.device), use_cache=True).cache
         return isinstance(cache, DynamicCache) and all(type(layer) is DynamicLayer for layer in cache.layers)
 
     def _seat(self, running: int) -> list[Job] | None:
@@ -270,10 +270,10 @@ class GenerationWorker:
         input_ids = torch.tensor([job.ids], device=device)
         if isinstance(self.model, LSTMForCausalLM):
             output = self.model(input_ids=input_ids, use_cache=True)
-            rows = StateRows(output.past_key_values)
+            rows = StateRows(output.cache)
         else:
             output = self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), use_cache=True)
-            rows = CacheRows(output.past_key_values, len(job.ids), device)
+            rows = CacheRows(output.cache, len(job.ids), device)
         return sequence, output.logits[:, -1, :].float(), rows
 
     def _emit(self, job: Job, sequence: Sequence, text: str) -> None:

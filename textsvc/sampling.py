@@ -136,7 +136,7 @@ class IncrementalDecoder:
 
 
 class ModelState:
-    """The incremental state of one sequence: a transformers KV cache, or the LSTM's (h, c), as `past_key_values`.
+    """The incremental state of one sequence: a transformers KV cache, or the LSTM's (h, c), as `cache`.
 
     Each step feeds one token. A model with a fixed context (`limit` positions) that fills it starts again from
     the last half of the text (a context shift), so generation stays linear in the common case.
@@ -155,9 +155,9 @@ class ModelState:
             self.past, self.length = None, 0
             ids = history[-max(self.limit // 2, 1):]
         device, length = self.model.device, self.length + len(ids)
-        output = self.model(input_ids=torch.tensor([ids], device=device), past_key_values=self.past, use_cache=True,
+        output = self.model(input_ids=torch.tensor([ids], device=device), cache=self.past, use_cache=True,
                             attention_mask=torch.ones(1, length, dtype=torch.long, device=device))  # no padding
-        self.past, self.length = output.past_key_values, length
+        self.past, self.length = output.cache, length
         return output.logits[:, -1, :].float()  # (1, V)
 
 

@@ -174,7 +174,7 @@ class LSTMLMConfig(PreTrainedConfig):
 class LSTMForCausalLM(LSTMPreTrainedModel, GenerationMixin):
     """Embedding -> LSTM -> (projection to the embedding size) -> tied output embedding over the vocabulary.
 
-    The recurrent state `(h, c)` travels as `past_key_values`, so both `generate()` and textsvc's sampling loop
+    The recurrent state `(h, c)` travels as `cache`, so both `generate()` and textsvc's sampling loop
     feed one new token per step instead of re-reading the whole text (Press & Wolf 2017 for the tied weights).
     """
 
@@ -214,16 +214,16 @@ class LSTMForCausalLM(LSTMPreTrainedModel, GenerationMixin):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,  # unused: padding is only ever on the right, never read back
         labels: torch.Tensor | None = None,
-        past_key_values: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: tuple[torch.Tensor, torch.Tensor] | None = None,
         use_cache: bool | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         embedded = self.embedding_dropout(self.embeddings(input_ids))  # (B, T, E)
-        states, state = self.lstm(embedded, past_key_values)  # (B, T, H); h and c: (L, B, H)
+        states, state = self.lstm(embedded, cache)  # (B, T, H); h and c: (L, B, H)
         logits = self.lm_head(self.dropout(self.projection(states)))  # (B, T, V)
         loss = None
         if labels is not None:  # predict token t + 1 from the states up to t; -100 marks padding
             loss = nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
                                                labels[:, 1:].reshape(-1), ignore_index=-100)
         use_cache = self.config.use_cache if use_cache is None else use_cache
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=state if use_cache else None)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=state if use_cache else None)
