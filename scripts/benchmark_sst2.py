@@ -17,10 +17,10 @@ import shutil
 import time
 from pathlib import Path
 
-from textsvc.config import ClassifierModelConfig, DataConfig, TrainingConfig
+from textsvc.config.training import ClassifierModelConfig, DataConfig, TrainingConfig
 from textsvc.devices import device_description, pick_device
 from textsvc.modeldir import read_json
-from textsvc.training import train_classifier
+from textsvc.training.classifier import train_classifier
 
 RUNS = {
     "lstm": dict(model={"arch": "lstm", "embedding_dim": 300, "hidden_size": 256, "num_layers": 2,

@@ -22,7 +22,7 @@ os.environ.update(HF_HOME=_HF_HOME, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                   HF_DATASETS_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
                   OMP_NUM_THREADS="1")  # tiny models run faster on one thread, and far faster beside a busy process
 
-from textsvc.config import ClassifierModelConfig, DataConfig, TrainingConfig  # noqa: E402
+from textsvc.config.training import ClassifierModelConfig, DataConfig, TrainingConfig  # noqa: E402
 
 POSITIVE = "good great excellent wonderful amazing lovely fantastic superb delightful brilliant".split()
 NEGATIVE = "bad awful terrible horrible poor dreadful boring ugly nasty worst".split()
@@ -86,7 +86,7 @@ def as_flags(settings: dict) -> list[str]:
 
 def tiny_configs(arch: str, output_dir: Path, train_file: Path, **settings) -> tuple:
     """Data, model and training configs for a tiny run of `arch`; `settings` override any field."""
-    from textsvc.config import build_configs
+    from textsvc.config.common import build_configs
 
     values = {**TRAINING, **ARCH_SETTINGS[arch], "train_file": str(train_file), "output_dir": str(output_dir),
               **settings}
@@ -95,7 +95,7 @@ def tiny_configs(arch: str, output_dir: Path, train_file: Path, **settings) -> t
 
 def train_tiny(arch: str, output_dir: Path, train_file: Path, callbacks=(), **settings) -> Path:
     """Train a tiny `arch` model into `output_dir` (see `tiny_configs`)."""
-    from textsvc.training import train_classifier
+    from textsvc.training.classifier import train_classifier
 
     return train_classifier(*tiny_configs(arch, output_dir, train_file, **settings), callbacks=callbacks)
 
@@ -181,8 +181,8 @@ def corpus_lines(n: int, seed: int) -> list[str]:
 
 def lm_configs(arch: str, output_dir: Path, train_file: Path, **settings) -> tuple:
     """Data, model and training configs for a tiny generator run; `settings` override any field."""
-    from textsvc.config import build_configs
-    from textsvc.lm_config import GeneratorModelConfig, GeneratorTrainingConfig, TextDataConfig
+    from textsvc.config.common import build_configs
+    from textsvc.config.training import GeneratorModelConfig, GeneratorTrainingConfig, TextDataConfig
 
     values = {**LM_TRAINING, **LM_ARCH_SETTINGS[arch], "train_file": str(train_file), "output_dir": str(output_dir),
               **settings}
@@ -191,7 +191,7 @@ def lm_configs(arch: str, output_dir: Path, train_file: Path, **settings) -> tup
 
 def train_tiny_generator(arch: str, output_dir: Path, train_file: Path, callbacks=(), **settings) -> Path:
     """Train a tiny `arch` generator into `output_dir` (see `lm_configs`)."""
-    from textsvc.lm_training import train_generator
+    from textsvc.training.generator import train_generator
 
     return train_generator(*lm_configs(arch, output_dir, train_file, **settings), callbacks=callbacks)
 

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from conftest import write_rows
 from textsvc.cli import main
+
+from conftest import write_rows
 
 
 def test_evaluate_matches_test_results(model_dir, data_dir, capsys):

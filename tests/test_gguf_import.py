@@ -8,10 +8,10 @@ import json
 import pytest
 
 from textsvc.cli import main
+from textsvc.config.sampling import SamplingConfig
+from textsvc.generation.sampling import generate
 from textsvc.gguf_import import SMOLLM2_HUB_ID, default_gguf_file, imported_hub_id
-from textsvc.lm_config import SamplingConfig
-from textsvc.lm_inference import is_generator, load_generator
-from textsvc.sampling import generate
+from textsvc.loading import is_generator, load_generator
 
 
 @pytest.fixture(scope="module")

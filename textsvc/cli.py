@@ -8,10 +8,18 @@ import json
 import sys
 import typing
 
-from textsvc.config import ClassifierModelConfig, DataConfig, TrainingConfig, build_configs, read_config_file
+from textsvc.config.common import build_configs, read_config_file
+from textsvc.config.sampling import SamplingConfig
+from textsvc.config.serving import ServingConfig
+from textsvc.config.training import (
+    ClassifierModelConfig,
+    DataConfig,
+    GeneratorModelConfig,
+    GeneratorTrainingConfig,
+    TextDataConfig,
+    TrainingConfig,
+)
 from textsvc.errors import TextsvcError
-from textsvc.lm_config import GeneratorModelConfig, GeneratorTrainingConfig, SamplingConfig, TextDataConfig
-from textsvc.serving_config import ServingConfig
 
 HELP = {
     "arch": "lstm (embedding + LSTM from scratch) or transformer",
@@ -125,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_train_classifier(args: argparse.Namespace) -> None:
-    from textsvc.training import train_classifier
+    from textsvc.training.classifier import train_classifier
 
     values = read_config_file(args.config) if args.config else {}
     values.update({k: v for k, v in vars(args).items() if k not in ("command", "config")})
@@ -135,7 +143,7 @@ def run_train_classifier(args: argparse.Namespace) -> None:
 
 
 def run_train_generator(args: argparse.Namespace) -> None:
-    from textsvc.lm_training import train_generator
+    from textsvc.training.generator import train_generator
 
     values = read_config_file(args.config) if args.config else {}
     values.update({k: v for k, v in vars(args).items() if k not in ("command", "config")})
@@ -161,8 +169,8 @@ def _headline(model_dir) -> dict:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from textsvc.evaluation import evaluate_classifier, evaluate_generator
-    from textsvc.lm_inference import is_generator
+    from textsvc.loading import is_generator
+    from textsvc.training.evaluation import evaluate_classifier, evaluate_generator
 
     if is_generator(args.model_dir):
         report = evaluate_generator(args.model_dir, args.test_file, args.text_column, args.device,
@@ -176,8 +184,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
 def run_generate(args: argparse.Namespace) -> None:
     import dataclasses as dc
 
-    from textsvc.lm_inference import load_generator
-    from textsvc.sampling import stream
+    from textsvc.generation.sampling import stream
+    from textsvc.loading import load_generator
 
     values = {k: v for k, v in vars(args).items() if k in {f.name for f in dc.fields(SamplingConfig)}}
     (config,) = build_configs(values, SamplingConfig)
@@ -211,7 +219,7 @@ def run_card(args: argparse.Namespace) -> None:
     import shutil
     from pathlib import Path
 
-    from textsvc.cards import render_card
+    from textsvc.cards.classifier import render_card
     from textsvc.modeldir import check_model_dir
 
     directory = check_model_dir(args.model_dir)
@@ -227,9 +235,9 @@ def run_card(args: argparse.Namespace) -> None:
 def run_serve(args: argparse.Namespace) -> None:
     import waitress
 
-    from textsvc.api import create_app
-    from textsvc.engine import discover_models
-    from textsvc.serving_config import serving_env_values
+    from textsvc.config.serving import serving_env_values
+    from textsvc.serving.api import create_app
+    from textsvc.serving.engine import discover_models
 
     values = {"load_in_background": True}  # listen at once; /ready says 503 until the models are loaded
     values.update(serving_env_values())  # TEXTSVC_* variables, then the config file, then flags
@@ -254,10 +262,10 @@ def _prepare_defaults(home: str | None):
     """The default models folder under textsvc's home, prepared on the first call with its progress on stderr."""
     import logging
 
-    from textsvc.defaults import prepare_default_models
-    from textsvc.serving_config import textsvc_home
+    from textsvc.config.serving import textsvc_home
+    from textsvc.default_models import prepare_default_models
 
-    logger = logging.getLogger("textsvc.defaults")  # the first run takes minutes: say what it is doing
+    logger = logging.getLogger("textsvc.default_models")  # the first run takes minutes: say what it is doing
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("textsvc: %(message)s"))

@@ -1,0 +1,164 @@
+"""Sampling truth tables: greedy, top-k, seeds, stop strings, streaming, log-probabilities and bad parameters."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from textsvc.cli import main
+from textsvc.config.common import build_configs
+from textsvc.config.sampling import SamplingConfig
+from textsvc.errors import ConfigError
+from textsvc.generation.sampling import IncrementalDecoder, StopMatcher, generate, stream
+from textsvc.loading import load_generator
+from textsvc.tokenization import train_byte_bpe_tokenizer
+
+PROMPT = "the old man"
+
+
+@pytest.fixture
+def loaded(generator_dir):
+    return load_generator(generator_dir, "cpu")
+
+
+def run(loaded, prompt=PROMPT, **settings):
+    return generate(loaded.model, loaded.tokenizer, prompt, SamplingConfig(**settings))
+
+
+def test_top_k_1_equals_greedy(loaded):
+    greedy = run(loaded, temperature=0, max_new_tokens=30)
+    assert greedy.seed is None
+    for seed in (0, 1):
+        assert run(loaded, top_k=1, temperature=1.5, seed=seed, max_new_tokens=30).token_ids == greedy.token_ids
+
+
+def test_fixed_seed_repeats_and_other_seeds_differ(loaded):
+    first = run(loaded, temperature=1.5, top_p=0.95, repetition_penalty=1.2, seed=7, max_new_tokens=40)
+    again = run(loaded, temperature=1.5, top_p=0.95, repetition_penalty=1.2, seed=7, max_new_tokens=40)
+    other = run(loaded, temperature=1.5, top_p=0.95, repetition_penalty=1.2, seed=8, max_new_tokens=40)
+    assert first == again and first.seed == 7
+    assert other.token_ids != first.token_ids
+    unseeded = run(loaded, temperature=1.5, max_new_tokens=40)
+    assert run(loaded, temperature=1.5, max_new_tokens=40, seed=unseeded.seed) == unseeded  # the drawn seed replays
+
+
+def test_stop_string_cuts_and_is_not_returned(loaded):
+    full = run(loaded, temperature=1.2, seed=3, max_new_tokens=40)
+    assert full.finish_reason == "length" and len(full.text) > 6
+    stop = full.text[4:7]  # spans token boundaries in general
+    cut = run(loaded, temperature=1.2, seed=3, max_new_tokens=40, stop=["never appears", stop])
+    assert cut.finish_reason == "stop" and cut.text == full.text[:full.text.find(stop)]
+    assert cut.token_ids == full.token_ids[:len(cut.token_ids)]
+
+
+def test_stream_pieces_join_to_the_generated_text(loaded):
+    settings = SamplingConfig(temperature=1.2, seed=11, max_new_tokens=40, stop=("zzz",))
+    pieces = stream(loaded.model, loaded.tokenizer, PROMPT, settings)
+    joined = "".join(pieces)
+    assert joined == pieces.result.text == generate(loaded.model, loaded.tokenizer, PROMPT, settings).text
+    plain = run(loaded, temperature=0, max_new_tokens=40)
+    assert plain.text == loaded.tokenizer.decode(plain.token_ids, skip_special_tokens=True)
+
+
+def test_logprobs_match_a_full_forward_pass(loaded):
+    result = run(loaded, temperature=0.9, seed=5, max_new_tokens=20, logprobs=True)  # within the 32-token context
+    assert [lp.token_id for lp in result.logprobs] == list(result.token_ids)
+    prompt = loaded.tokenizer(PROMPT)["input_ids"]
+    ids = torch.tensor([prompt + list(result.token_ids)])
+    with torch.no_grad():
+        log_probs = torch.log_softmax(loaded.model(ids).logits[0].float(), dim=-1)  # (T, V)
+    expected = [log_probs[len(prompt) - 1 + i, token].item() for i, token in enumerate(result.token_ids)]
+    assert [lp.logprob for lp in result.logprobs] == pytest.approx(expected, abs=1e-4)  # the cache/state is exact
+    assert run(loaded, max_new_tokens=3, seed=5).logprobs is None
+
+
+def test_empty_and_overlong_prompts_and_generation_past_the_context(loaded):
+    assert run(loaded, "", temperature=0, max_new_tokens=5).prompt_tokens == 1  # starts from <|endoftext|>
+    long_prompt = " ".join(["the cat sat on the mat."] * 40)  # longer than the 32-token context
+    result = run(loaded, long_prompt, temperature=0.8, seed=1, max_new_tokens=80)
+    assert result.prompt_tokens <= 32 or loaded.model.config.model_type == "textsvc_lstm_lm"
+    assert len(result.token_ids) == 80 or result.finish_reason == "eos"
+
+
+def test_eos_ends_generation(loaded):
+    first = run(loaded, temperature=0, max_new_tokens=5).token_ids[0]
+    loaded.model.generation_config.eos_token_id = first
+    result = run(loaded, temperature=0, max_new_tokens=5)
+    assert (result.finish_reason, result.text, result.token_ids) == ("eos", "", (first,))
+
+
+def test_incremental_decoder_never_splits_a_character():
+    tokenizer = train_byte_bpe_tokenizer(["plain ascii text only"] * 5, 300, 64)  # CJK and emoji stay raw bytes
+    text = "ok 日本の山 🎉 café"
+    ids = tokenizer(text)["input_ids"]
+    assert len(ids) > len(text)
+    decoder = IncrementalDecoder(tokenizer, [])
+    pieces = [decoder.add(token) for token in ids] + [decoder.flush()]
+    assert "".join(pieces) == text and not any("\ufffd" in piece for piece in pieces)
+
+
+@pytest.mark.parametrize("stop, feeds, pieces, text, stopped", [
+    ((), ["ab", "c"], ["ab", "c"], "abc", False),
+    (("END",), ["abcE", "N", "D tail"], ["abc", "", ""], "abc", True),
+    (("END",), ["abcE", "N", "X"], ["abc", "", "ENX"], "abcENX", False),
+    (("lo w",), ["Hel", "lo wo", "rld"], ["He", "l"], "Hel", True),  # the match spans two feeds
+    (("\n\n", "."), ["one\n", "two. three"], ["one", "\ntwo"], "one\ntwo", True),  # the first stop to appear wins
+])
+def test_stop_matcher(stop, feeds, pieces, text, stopped):
+    matcher = StopMatcher(stop)
+    got = []
+    for feed in feeds:
+        got.append(matcher.feed(feed))
+        if matcher.stopped:
+            break
+    got[-1] += matcher.flush()
+    assert got == pieces and matcher.text == text and matcher.stopped is stopped
+
+
+@pytest.mark.parametrize("settings, field", [
+    ({"max_new_tokens": 0}, "max_new_tokens"),
+    ({"max_new_tokens": 2.5}, "max_new_tokens"),
+    ({"max_new_tokens": True}, "max_new_tokens"),
+    ({"temperature": -0.1}, "temperature"),
+    ({"temperature": float("nan")}, "temperature"),
+    ({"temperature": "hot"}, "temperature"),
+    ({"top_k": -1}, "top_k"),
+    ({"top_p": 0.0}, "top_p"),
+    ({"top_p": 1.5}, "top_p"),
+    ({"repetition_penalty": 0.0}, "repetition_penalty"),
+    ({"stop": [""]}, "stop"),
+    ({"stop": [3]}, "stop"),
+    ({"stop": ["x"] * 17}, "stop"),
+    ({"seed": -1}, "seed"),
+    ({"logprobs": "yes"}, "logprobs"),
+])
+def test_each_invalid_parameter_names_its_field(settings, field):
+    with pytest.raises(ConfigError) as error:
+        SamplingConfig(**settings)
+    assert (error.value.code, error.value.field) == ("invalid_config", field)
+
+
+def test_unknown_parameter_and_frozen_config():
+    with pytest.raises(ConfigError) as error:
+        build_configs({"temprature": 0.5}, SamplingConfig)
+    assert (error.value.code, error.value.field) == ("unknown_setting", "temprature")
+    config = SamplingConfig(stop="\n")
+    assert config.stop == ("\n",)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.temperature = 2.0
+
+
+def test_generate_command(lstm_lm_dir, capsys):
+    flags = ["generate", "--model_dir", str(lstm_lm_dir), "--prompt", PROMPT, "--seed", "4", "--max_new_tokens", "15"]
+    assert main(flags) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(flags + ["--logprobs"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert first["text"] == second["text"] and len(second["logprobs"]) == second["generated_tokens"]
+    assert main(flags + ["--stream"]) == 0
+    assert capsys.readouterr().out == first["text"] + "\n"
+    assert main(flags + ["--top_p", "2"]) == 2
+    assert capsys.readouterr().err.startswith("textsvc: error [invalid_config]: top_p")

@@ -1,0 +1,40 @@
+"""Two-process DDP training on the CPU (gloo) through torchrun writes one complete model directory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from textsvc.cli import main
+
+from conftest import LSTM, TRAINING, as_flags
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_on_cpu(tmp_path, data_dir, capsys):
+    output_dir = tmp_path / "ddp-lstm"
+    settings = {**TRAINING, **LSTM, "num_train_epochs": 2.0}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "textsvc.cli", "train-classifier", "--train_file", str(data_dir / "train.csv"),
+               "--validation_file", str(data_dir / "dev.csv"), "--output_dir", str(output_dir), *as_flags(settings)]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "README.md", "eval_results.json",
+                 "training_info.json"):
+        assert (output_dir / name).is_file(), name
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ddp-lstm"]  # no checkpoints or staging left
+    info = json.loads((output_dir / "training_info.json").read_text())
+    assert info["hyperparameters"]["world_size"] == 2
+    # 120 examples in batches of 16 on each of 2 processes: 4 optimizer steps per epoch
+    assert json.loads((output_dir / "trainer_state.json").read_text())["global_step"] == 8
+
+    # the saved validation loss is the model's own mean loss, not one scaled by the number of processes
+    assert main(["evaluate", "--model_dir", str(output_dir), "--test_file", str(data_dir / "dev.csv")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    saved = json.loads((output_dir / "eval_results.json").read_text())
+    assert report["accuracy"] == saved["accuracy"]
+    assert report["loss"] == pytest.approx(saved["loss"], abs=1e-3)

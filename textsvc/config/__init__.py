@@ -1,0 +1,1 @@
+"""Frozen configuration dataclasses, one module per concern, over the shared machinery in `common`."""

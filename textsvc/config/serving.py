@@ -1,0 +1,87 @@
+"""Serving configuration: what `textsvc serve` loads and its limits (flags, config file or TEXTSVC_* variables)."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from textsvc.config.common import require
+from textsvc.errors import ConfigError
+
+ENV_PREFIX = "TEXTSVC_"  # TEXTSVC_API_KEYS=k1,k2 sets `api_keys`: keys stay out of argv and shell history
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """What `textsvc serve` loads and the limits it enforces on requests, batches and queues."""
+
+    models_dir: str | None = None  # unset: the default models, prepared once under `home` (textsvc.defaults)
+    home: str | None = None  # textsvc's cache, TEXTSVC_HOME (default: see `textsvc_home`)
+    default_classifier: str | None = None  # default: the only classifier, if there is one
+    default_generator: str | None = None  # default: the only generator, if there is one
+    device: str | None = None  # cpu, cuda or cuda:N (default: cuda when present)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    threads: int = 8  # waitress worker threads: concurrent requests, streams included
+    max_batch_size: int = 32  # texts per classifier forward pass
+    max_wait_ms: float = 5.0  # how long a batch waits for more requests before running
+    max_generation_batch_size: int = 16  # sequences each generator decodes together (continuous batching)
+    max_queue_size: int = 256  # texts waiting per classifier, and requests waiting per generator, before 503
+    max_inputs: int = 64  # texts per /classify request
+    max_content_length: int = 1_000_000  # bytes per request body
+    max_new_tokens_limit: int = 512  # the largest max_new_tokens a request may ask for
+    retry_after_s: int = 1  # the Retry-After header of an `overloaded` answer
+    api_keys: tuple[str, ...] | None = None  # Bearer keys for the inference routes; unset: open
+    warmup: bool = True  # one tiny request per model before /ready says yes
+    load_in_background: bool = False  # answer /health (and 503 on /ready) while models load
+
+    def __post_init__(self):
+        require(self.models_dir is None or bool(self.models_dir), "models_dir",
+                "must not be empty (leave it unset to serve the default models)")
+        require(self.home is None or bool(self.home), "home", "must not be empty")
+        for name in ("port", "threads", "max_batch_size", "max_generation_batch_size", "max_queue_size", "max_inputs",
+                     "max_content_length", "max_new_tokens_limit"):
+            require(getattr(self, name) > 0, name, "must be positive")
+        require(self.port < 65536, "port", "must be below 65536")
+        require(0 <= self.max_wait_ms <= 10_000, "max_wait_ms", "must be in [0, 10000]")
+        require(self.retry_after_s >= 0, "retry_after_s", "must be >= 0")
+        require(self.api_keys is None or all(self.api_keys), "api_keys", "must not contain empty keys")
+
+
+def serving_env_values(environ: typing.Mapping[str, str] | None = None) -> dict[str, Any]:
+    """ServingConfig fields set as TEXTSVC_<FIELD> environment variables, converted to the fields' types."""
+    import os  # read here, at call time, never on import
+
+    environ = os.environ if environ is None else environ
+    hints, values = typing.get_type_hints(ServingConfig), {}
+    for field in dataclasses.fields(ServingConfig):
+        raw = environ.get(ENV_PREFIX + field.name.upper())
+        if raw is None:
+            continue
+        kinds = typing.get_args(hints[field.name]) or (hints[field.name],)
+        base = next(kind for kind in kinds if kind is not type(None))
+        try:
+            if base is bool:
+                values[field.name] = {"1": True, "true": True, "0": False, "false": False}[raw.strip().lower()]
+            elif base in (int, float):
+                values[field.name] = base(raw)
+            else:
+                values[field.name] = raw  # tuples: comma-separated, split by `build_configs`
+        except (KeyError, ValueError) as error:
+            raise ConfigError(f"{ENV_PREFIX}{field.name.upper()}: cannot read {raw!r} as {base.__name__}",
+                              field=field.name) from error
+    return values
+
+
+def textsvc_home(home: str | None = None, environ: typing.Mapping[str, str] | None = None) -> Path:
+    """textsvc's cache folder: `home`, else $TEXTSVC_HOME, else $XDG_CACHE_HOME/textsvc or ~/.cache/textsvc."""
+    import os  # read here, at call time, never on import
+
+    environ = os.environ if environ is None else environ
+    chosen = home or environ.get(ENV_PREFIX + "HOME")
+    if chosen:
+        return Path(chosen).expanduser()
+    return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "textsvc"

@@ -1,0 +1,1 @@
+"""Serving: the Flask app, request parsing, the batching and decoding workers, telemetry."""

@@ -1,0 +1,291 @@
+"""Continuous batching for generators: one worker thread per model decodes every running request together, one
+token per step, and seats waiting requests between steps (iteration-level scheduling, as in Orca, Yu et al. 2022).
+
+A new request is prefilled alone (its prompt through the model, as the one-sequence path does), then its state joins
+the running batch: an LSTM's (h, c) rows are stacked; a transformer's key/value cache rows are left-padded to one
+length, with an attention mask that hides the padding and explicit position ids. Token choice, stop strings and text
+release are `sampling.Sequence`'s, so what a request gets does not depend on the path that made it (up to
+floating-point differences between batch shapes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.cache_utils import DynamicCache, DynamicLayer
+
+from textsvc.config.sampling import SamplingConfig
+from textsvc.errors import OverloadedError, RequestError
+from textsvc.generation.sampling import GenerationResult, Sequence, eos_ids, prompt_ids
+from textsvc.loading import context_length
+from textsvc.models.lstm import LSTMForCausalLM
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One generated token, the text it releases ('' while held back), and whether it is the last."""
+
+    id: int
+    text: str
+    logprob: float | None
+    special: bool
+    last: bool = False
+
+
+class Job:
+    """One request's seat: iterate for its token events; `result` is set before the last one arrives.
+
+    The iteration ends early, with `result` still None, when the job is cancelled (the client went away).
+    """
+
+    def __init__(self, ids: list[int], config: SamplingConfig, should_stop: Callable[[], bool]):
+        self.ids, self.config, self.should_stop = ids, config, should_stop
+        self.result: GenerationResult | None = None
+        self.submitted = time.perf_counter()
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self._cancelled = False
+
+    def __iter__(self) -> Iterator[TokenEvent]:
+        while (item := self._events.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def cancel(self) -> None:
+        """Give the seat up; the worker drops the sequence before its next step."""
+        self._cancelled = True
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled or self.should_stop()
+
+    def _put(self, item: TokenEvent | BaseException | None) -> None:
+        self._events.put(item)
+
+
+class StateRows:
+    """The running batch of an LSTM: its (h, c) state, one row per sequence."""
+
+    def __init__(self, state: tuple[torch.Tensor, torch.Tensor]):
+        self.h, self.c = state  # (L, B, H) each
+
+    def join(self, other: StateRows) -> StateRows:
+        self.h, self.c = torch.cat([self.h, other.h], dim=1), torch.cat([self.c, other.c], dim=1)
+        return self
+
+    def select(self, keep: torch.Tensor) -> None:
+        self.h, self.c = self.h.index_select(1, keep), self.c.index_select(1, keep)
+
+    def step(self, model: PreTrainedModel, tokens: torch.Tensor) -> torch.Tensor:
+        output = model(input_ids=tokens, cache=(self.h, self.c), use_cache=True)
+        self.h, self.c = output.cache
+        return output.logits[:, -1, :].float()  # (B, V)
+
+
+class CacheRows:
+    """The running batch of a transformer: its key/value cache with rows left-padded to one length, the attention
+    mask that hides the padding, and each row's next position."""
+
+    def __init__(self, cache: DynamicCache, length: int, device: torch.device):
+        self.cache = cache
+        self.mask = torch.ones(1, length, dtype=torch.long, device=device)  # (B, T)
+        self.positions = torch.tensor([length], device=device)  # (B,)
+
+    def join(self, other: CacheRows) -> CacheRows:
+        mine, theirs = self.mask.shape[1], other.mask.shape[1]
+        grow, other_grow = max(theirs - mine, 0), max(mine - theirs, 0)
+        for layer, other_layer in zip(self.cache.layers, other.cache.layers, strict=True):
+            layer.keys = torch.cat([_left_pad(layer.keys, grow), _left_pad(other_layer.keys, other_grow)])
+            layer.values = torch.cat([_left_pad(layer.values, grow), _left_pad(other_layer.values, other_grow)])
+        self.mask = torch.cat([_left_pad(self.mask, grow), _left_pad(other.mask, other_grow)])
+        self.positions = torch.cat([self.positions, other.positions])
+        return self
+
+    def select(self, keep: torch.Tensor) -> None:
+        self.cache.batch_select_indices(keep)
+        self.mask, self.positions = self.mask[keep], self.positions[keep]
+        start = int((self.mask.sum(dim=0) > 0).nonzero()[0])  # padding no remaining row needs
+        if start:
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[..., start:, :], layer.values[..., start:, :]
+            self.mask = self.mask[:, start:]
+
+    def step(self, model: PreTrainedModel, tokens: torch.Tensor) -> torch.Tensor:
+        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
+        output = model(input_ids=tokens, cache=self.cache, attention_mask=self.mask,
+                       position_ids=self.positions.unsqueeze(1), use_cache=True)
+        self.cache, self.positions = output.cache, self.positions + 1
+        return output.logits[:, -1, :].float()  # (B, V)
+
+
+def _left_pad(tensor: torch.Tensor, count: int) -> torch.Tensor:
+    """`count` zeros before the sequence dimension: -2 of (B, heads, T, D) caches, -1 of (B, T) masks."""
+    if count == 0:
+        return tensor
+    dim = -1 if tensor.dim() == 2 else -2
+    shape = list(tensor.shape)
+    shape[dim] = count
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+
+
+class GenerationWorker:
+    """Owns one generator: requests queue up (`submit`), its thread decodes up to `max_batch_size` of them at once.
+
+    Models whose cache is not a plain dynamic key/value cache (sliding windows, say) run one request at a time.
+    """
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, max_batch_size: int,
+                 max_queue_size: int, retry_after_s: int = 1, name: str = "generator",
+                 on_batch: Callable[[int], None] = lambda size: None,
+                 on_depth: Callable[[int], None] = lambda depth: None,
+                 on_first_token: Callable[[float], None] = lambda seconds: None,
+                 on_tokens: Callable[[int], None] = lambda count: None):
+        self.model, self.tokenizer, self.name = model, tokenizer, name
+        self.limit, self.ends = context_length(model), eos_ids(model, tokenizer)
+        self.special = self.ends | set(tokenizer.all_special_ids)
+        self.max_queue_size, self.retry_after_s = max_queue_size, retry_after_s
+        self.on_batch, self.on_depth, self.on_first_token, self.on_tokens = on_batch, on_depth, on_first_token, on_tokens
+        self.max_batch_size = max_batch_size if self._batchable() else 1
+        self._waiting: deque[Job] = deque()
+        self._condition = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"textsvc-{name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, prompt: str, config: SamplingConfig, should_stop: Callable[[], bool] = lambda: False,
+               truncate: int | None = None, shrink_to_fit: bool = False) -> Job:
+        """Queue a generation (tokenized here, in the caller's thread).
+
+        `truncate` keeps the prompt's last tokens; `shrink_to_fit` lowers a default `max_new_tokens` to the room the
+        context has left (TGI does the same). Otherwise `input_too_long` when prompt and new tokens exceed the
+        model's context, and `overloaded` when the queue is full.
+        """
+        ids = prompt_ids(self.tokenizer, prompt, None)
+        if truncate is not None:
+            ids = ids[-truncate:]
+        if self.limit is not None and shrink_to_fit and len(ids) < self.limit:
+            config = dataclasses.replace(config, max_new_tokens=min(config.max_new_tokens, self.limit - len(ids)))
+        if self.limit is not None and len(ids) + config.max_new_tokens > self.limit:
+            raise RequestError(f"inputs: {len(ids)} tokens + max_new_tokens {config.max_new_tokens} exceed the "
+                               f"model's context of {self.limit}; shorten the prompt, lower max_new_tokens or set "
+                               "truncate", code="input_too_long", field="inputs")
+        job = Job(ids, config, should_stop)
+        with self._condition:
+            if self._closed:
+                raise OverloadedError("the service is shutting down", retry_after_s=self.retry_after_s)
+            if len(self._waiting) >= self.max_queue_size:
+                raise OverloadedError(f"{len(self._waiting)} requests already wait for {self.name}; retry later",
+                                      retry_after_s=self.retry_after_s)
+            self._waiting.append(job)
+            self.on_depth(len(self._waiting))
+            self._condition.notify()
+        return job
+
+    def close(self) -> None:
+        """Stop taking requests, finish the running and waiting ones, and end the thread."""
+        with self._condition:
+            self._closed = True
+            self._condition.notify()
+        self._thread.join(timeout=30)
+
+    @torch.inference_mode()
+    def _batchable(self) -> bool:
+        if isinstance(self.model, LSTMForCausalLM):
+            return True
+        start = prompt_ids(self.tokenizer, "", None)
+        cache = self.model(input_ids=torch.tensor([start], device=self.model.device), use_cache=True).cache
+        return isinstance(cache, DynamicCache) and all(type(layer) is DynamicLayer for layer in cache.layers)
+
+    def _seat(self, running: int) -> list[Job] | None:
+        """Waiting jobs for the free seats; blocks while nothing runs or waits; None once closed and drained."""
+        with self._condition:
+            while not self._waiting and not running:
+                if self._closed:
+                    return None
+                self._condition.wait()
+            jobs = [self._waiting.popleft() for _ in range(min(self.max_batch_size - running, len(self._waiting)))]
+            if jobs:
+                self.on_depth(len(self._waiting))
+            return jobs
+
+    def _run(self) -> None:
+        with torch.inference_mode():
+            running: list[tuple[Job, Sequence]] = []
+            rows = None
+            while (jobs := self._seat(len(running))) is not None:
+                for job in jobs:
+                    if job.cancelled:
+                        job._put(None)
+                        continue
+                    try:
+                        sequence, logits, state = self._prefill(job)
+                        self._emit(job, sequence, sequence.step(logits))
+                    except Exception as error:  # this request fails; the others run on
+                        log.exception("prefill failed on %s", self.name)
+                        job._put(error)
+                        continue
+                    if not sequence.done:
+                        running.append((job, sequence))
+                        rows = state if rows is None else rows.join(state)
+                if not running:
+                    continue
+                try:
+                    tokens = torch.tensor([[sequence.history[-1]] for _, sequence in running], device=self.model.device)
+                    self.on_batch(len(running))
+                    logits = rows.step(self.model, tokens)  # (B, V)
+                    for index, (job, sequence) in enumerate(running):
+                        self._emit(job, sequence, sequence.step(logits[index:index + 1]))
+                except Exception as error:  # every request of this batch fails; the worker lives on
+                    log.exception("a decoding step failed on %s", self.name)
+                    for job, _ in running:
+                        job._put(error)
+                    running, rows = [], None
+                    continue
+                keep = [index for index, (job, sequence) in enumerate(running) if not sequence.done
+                        and not job.cancelled]
+                if len(keep) < len(running):
+                    for index, (job, sequence) in enumerate(running):
+                        if index not in keep and not sequence.done:
+                            job._put(None)  # cancelled: the stream ends without a result
+                    running = [running[index] for index in keep]
+                    if running:
+                        rows.select(torch.tensor(keep, device=self.model.device))
+                    else:
+                        rows = None
+
+    def _prefill(self, job: Job) -> tuple[Sequence, torch.Tensor, StateRows | CacheRows]:
+        """The job's sequence, the logits after its prompt, and its state as a one-row batch."""
+        device = self.model.device
+        sequence = Sequence(self.tokenizer, job.ids, job.config, self.ends, device)
+        input_ids = torch.tensor([job.ids], device=device)
+        if isinstance(self.model, LSTMForCausalLM):
+            output = self.model(input_ids=input_ids, use_cache=True)
+            rows = StateRows(output.cache)
+        else:
+            output = self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), use_cache=True)
+            rows = CacheRows(output.cache, len(job.ids), device)
+        return sequence, output.logits[:, -1, :].float(), rows
+
+    def _emit(self, job: Job, sequence: Sequence, text: str) -> None:
+        """The token `sequence` just picked, as an event; the result first when it was the last."""
+        token = sequence.token_ids[-1]
+        logprob = sequence.token_logprobs[-1].logprob if sequence.token_logprobs else None
+        if len(sequence.token_ids) == 1:
+            self.on_first_token(time.perf_counter() - job.submitted)
+        self.on_tokens(1)
+        if sequence.done:
+            job.result = sequence.result()
+        job._put(TokenEvent(token, text, logprob, token in self.special, last=sequence.done))
+        if sequence.done:
+            job._put(None)

@@ -1,0 +1,232 @@
+"""The serving engine: every model under `models_dir` loaded once, classification batched, generation per model."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from textsvc.cards.classifier import read_card_metadata
+from textsvc.config.sampling import SamplingConfig
+from textsvc.config.serving import ServingConfig
+from textsvc.errors import ConfigError, OverloadedError, RequestError
+from textsvc.generation.sampling import GenerationResult
+from textsvc.loading import (
+    LoadedClassifier,
+    LoadedGenerator,
+    context_length,
+    is_generator,
+    load_classifier,
+    load_generator,
+)
+from textsvc.serving.batching import DynamicBatcher
+from textsvc.serving.decoding import GenerationWorker, Job
+from textsvc.serving.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+ACTIVATIONS = {"softmax": lambda logits: logits.softmax(-1), "sigmoid": torch.sigmoid, "none": lambda logits: logits}
+
+
+def discover_models(models_dir: str | Path | None) -> dict[str, Path]:
+    """Model directories directly under `models_dir` by name: no hidden ones, no `*.checkpoints`, none that
+    lack config.json, none whose real path (symlinks followed) leaves `models_dir`."""
+    if models_dir is None:
+        raise ConfigError("models_dir: not set; name a folder of models, or let `textsvc serve` (or "
+                          "`textsvc prepare-defaults`) prepare the default ones", field="models_dir")
+    root = Path(models_dir).resolve()
+    if not root.is_dir():
+        raise ConfigError(f"models_dir: {models_dir} is not a directory", field="models_dir")
+    found = {}
+    for path in sorted(root.iterdir()):
+        real = path.resolve()
+        if (path.name.startswith(".") or path.name.endswith(".checkpoints") or not real.is_dir()
+                or root not in real.parents or not (real / "config.json").is_file()):
+            continue
+        found[path.name] = real
+    return found
+
+
+def model_facts(model, device) -> dict:
+    """Architecture, size, dtype and device: the part of /models that every kind of model shares."""
+    return {"architecture": (model.config.architectures or [type(model).__name__])[0], "device": str(device),
+            "parameters": sum(p.numel() for p in model.parameters()), "dtype": str(model.dtype).removeprefix("torch.")}
+
+
+@dataclass
+class ServedClassifier:
+    """A classifier and the batcher that feeds it."""
+
+    name: str
+    path: Path
+    loaded: LoadedClassifier
+    batcher: DynamicBatcher | None = None
+    kind: str = "classifier"
+
+    def describe(self) -> dict:
+        """What /models says about it."""
+        config = self.loaded.model.config
+        return {"name": self.name, "kind": self.kind, "task": "text-classification",
+                **model_facts(self.loaded.model, self.loaded.device),
+                "labels": self.loaded.label_names, "problem_type": config.problem_type or "single_label_classification",
+                "max_input_tokens": self.loaded.max_length}
+
+    @property
+    def default_activation(self) -> str:
+        multi = self.loaded.model.config.problem_type == "multi_label_classification"
+        return "sigmoid" if multi else "softmax"  # independent labels get independent probabilities
+
+
+@dataclass
+class ServedGenerator:
+    """A generator and the worker that decodes its requests in batches."""
+
+    name: str
+    path: Path
+    loaded: LoadedGenerator
+    worker: GenerationWorker | None = None
+    kind: str = "generator"
+
+    def describe(self) -> dict:
+        """What /models says about it."""
+        return {"name": self.name, "kind": self.kind, "task": "text-generation",
+                **model_facts(self.loaded.model, self.loaded.device),
+                "context_length": context_length(self.loaded.model),
+                "max_batch_size": self.worker.max_batch_size if self.worker else None}
+
+
+class Engine:
+    """Loads the models once (`load`), then classifies and generates for any number of request threads."""
+
+    def __init__(self, config: ServingConfig, telemetry: Telemetry | None = None):
+        self.config, self.telemetry = config, telemetry or Telemetry()
+        self.models: dict[str, ServedClassifier | ServedGenerator] = {}
+        self.ready, self.load_error = False, None
+
+    def load(self) -> None:
+        """Load every model directory, warm each up, start the classifiers' batchers; then `ready` is True."""
+        try:
+            for name, path in discover_models(self.config.models_dir).items():
+                self.models[name] = self._load_one(name, path)
+                log.info("loaded %s %s from %s", self.models[name].kind, name, path)
+            for kind, default in (("classifier", self.config.default_classifier),
+                                  ("generator", self.config.default_generator)):
+                if default is not None and getattr(self.models.get(default), "kind", None) != kind:
+                    raise ConfigError(f"default_{kind}: no {kind} named {default!r} in {self.config.models_dir}",
+                                      field=f"default_{kind}")
+            self.ready = True
+        except Exception as error:
+            self.load_error = error
+            raise
+
+    def _load_one(self, name: str, path: Path) -> ServedClassifier | ServedGenerator:
+        metrics = self.telemetry
+        if is_generator(path):
+            loaded = load_generator(path, self.config.device)
+            served = ServedGenerator(name, path, loaded)
+            served.worker = GenerationWorker(
+                loaded.model, loaded.tokenizer, max_batch_size=self.config.max_generation_batch_size,
+                max_queue_size=self.config.max_queue_size, retry_after_s=self.config.retry_after_s, name=name,
+                on_batch=lambda size: metrics.batch_size.labels(name).observe(size),
+                on_depth=lambda depth: metrics.queue_depth.labels(name).set(depth),
+                on_first_token=lambda seconds: metrics.time_to_first_token.labels(name).observe(seconds),
+                on_tokens=lambda count: metrics.tokens_generated.labels(name).inc(count))
+            if self.config.warmup:  # first calls pay for lazy allocations; pay them before /ready
+                for _ in served.worker.submit("", SamplingConfig(max_new_tokens=2, temperature=0)):
+                    pass
+            return served
+        served = ServedClassifier(name, path, load_classifier(path, self.config.device))
+        served.batcher = DynamicBatcher(
+            lambda ids: _predict_logits(served.loaded, ids), max_batch_size=self.config.max_batch_size,
+            max_wait_ms=self.config.max_wait_ms, max_queue_size=self.config.max_queue_size, name=name,
+            retry_after_s=self.config.retry_after_s,
+            on_batch=lambda size: metrics.batch_size.labels(name).observe(size),
+            on_depth=lambda depth: metrics.queue_depth.labels(name).set(depth))
+        if self.config.warmup:
+            _predict_logits(served.loaded, [encode(served, ["warm up"], truncation=True)[0]])
+        return served
+
+    def close(self) -> None:
+        """Stop the batch workers after the queued work."""
+        for served in self.models.values():
+            worker = served.batcher if isinstance(served, ServedClassifier) else served.worker
+            if worker is not None:
+                worker.close()
+
+    def model(self, name: str | None, kind: str | None = None) -> ServedClassifier | ServedGenerator:
+        """The model called `name` (of `kind`, if given), or the default one; `unknown_model` (404) otherwise."""
+        if not self.ready:
+            raise OverloadedError("the models are still loading", code="not_ready",
+                                  retry_after_s=self.config.retry_after_s)
+        if name is None:
+            default = self.config.default_classifier if kind == "classifier" else self.config.default_generator
+            candidates = [default] if default else [n for n, m in self.models.items() if m.kind == kind]
+            if len(candidates) != 1:
+                raise RequestError(f"model: required, as {len(candidates)} {kind}s are loaded", field="model")
+            name = candidates[0]
+        served = self.models.get(name)
+        if served is None or kind is not None and served.kind != kind:
+            raise RequestError(f"no {kind or 'model'} named {name!r}", code="unknown_model", field="model",
+                               http_status=404)
+        return served
+
+    def card(self, name: str) -> dict:
+        """A model's card: its markdown and the YAML front matter as data; `not_found` without a README.md."""
+        served = self.model(name)
+        card = served.path / "README.md"
+        if not card.is_file():
+            raise RequestError(f"{name} has no model card", code="not_found", http_status=404)
+        text = card.read_text(encoding="utf-8")
+        return {"name": name, "metadata": read_card_metadata(text), "markdown": text}
+
+    def classify(self, name: str | None, texts: list[str], *, top_k: int | None = None, truncation: bool = True,
+                 function_to_apply: str | None = None) -> list[list[dict]]:
+        """Per text, every label (or the `top_k` best) with its score, best first."""
+        served = self.model(name, "classifier")
+        activation = function_to_apply or served.default_activation
+        futures = served.batcher.submit_all(encode(served, texts, truncation))
+        labels, scores = served.loaded.label_names, ACTIVATIONS[activation]
+        results = []
+        for future in futures:
+            ranked = sorted(zip(labels, scores(future.result()).tolist()), key=lambda pair: -pair[1])  # (num_labels,)
+            results.append([{"label": label, "score": score} for label, score in ranked[:top_k]])
+        return results
+
+    def submit(self, name: str | None, prompt: str, config: SamplingConfig,
+               should_stop: Callable[[], bool] = lambda: False, **options) -> Job:
+        """Queue a generation on the generator's worker (`options`: GenerationWorker.submit's); iterate the job for
+        its token events, each with its log-probability, then read `job.result`."""
+        served = self.model(name, "generator")
+        return served.worker.submit(prompt, dataclasses.replace(config, logprobs=True), should_stop, **options)
+
+    def generate(self, name: str | None, prompt: str, config: SamplingConfig, **options) -> GenerationResult:
+        """The whole continuation of `prompt`."""
+        job = self.submit(name, prompt, config, **options)
+        for _ in job:
+            pass
+        return job.result
+
+
+def encode(served: ServedClassifier, texts: list[str], truncation: bool) -> list[list[int]]:
+    """Token ids per text, in the request thread (tokenizing is not the batch's job); `input_too_long` if a text
+    exceeds the model's limit and truncation is off."""
+    limit = served.loaded.max_length
+    ids = served.loaded.tokenizer(texts, truncation=truncation, max_length=limit if truncation else None,
+                                  verbose=False)["input_ids"]
+    for index, row in enumerate(ids):
+        if len(row) > limit:
+            raise RequestError(f"inputs[{index}]: {len(row)} tokens, more than the model's {limit}; send "
+                               "parameters.truncation = true to cut it", code="input_too_long", field="inputs")
+    return ids
+
+
+@torch.inference_mode()
+def _predict_logits(classifier: LoadedClassifier, ids: list[list[int]]) -> list[torch.Tensor]:
+    """One forward pass over a padded batch; one (num_labels,) float32 row per text."""
+    batch = classifier.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
+    inputs = {name: tensor.to(classifier.device) for name, tensor in batch.items()
+              if name in classifier.tokenizer.model_input_names}
+    return list(classifier.model(**inputs).logits.float().cpu())  # B x (num_labels,)

@@ -1,0 +1,1 @@
+"""Training: data through `datasets`, tokenizers, the `Trainer` runs for classifiers and generators, metrics."""

@@ -1,0 +1,306 @@
+"""Fine-tune classifiers of every architecture with the Hugging Face `Trainer`; write the model directory."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+import transformers
+from transformers import (
+    AutoModelForSequenceClassification,
+    BertConfig,
+    BertForSequenceClassification,
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+
+from textsvc import __version__
+from textsvc.cards.classifier import render_card
+from textsvc.config.training import ClassifierModelConfig, DataConfig, TrainingConfig, default_learning_rate
+from textsvc.devices import device_description, pick_precision
+from textsvc.modeldir import read_json, write_json, write_model_dir
+from textsvc.models.lstm import LSTMConfig, LSTMForSequenceClassification
+from textsvc.models.pooled_encoder import PooledEncoderForSequenceClassification
+from textsvc.pretrained import default_encoder_path, hub_id_for, sentence_embedding_pooling
+from textsvc.tokenization import load_tokenizer, train_wordpiece_tokenizer
+from textsvc.training.common import checkpoints_dir, resumable_checkpoint
+from textsvc.training.data import LabelledSplits, load_labelled_splits, load_texts
+from textsvc.training.distillation import TEACHER_COLUMN, DistillationTrainer, teacher_logits
+from textsvc.training.metrics import classification_report, scalar_metrics
+
+
+def training_arguments(train: TrainingConfig, model: ClassifierModelConfig, run_dir: Path) -> TrainingArguments:
+    """`TrainingArguments` for one run: evaluate and save every epoch, keep the best checkpoint."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = pick_precision(train.precision, device)
+    return TrainingArguments(
+        output_dir=str(run_dir),
+        num_train_epochs=train.num_train_epochs,
+        max_steps=train.max_steps,
+        learning_rate=train.learning_rate or default_learning_rate(model.arch, model.from_scratch),
+        weight_decay=train.weight_decay,
+        warmup_steps=train.warmup_ratio,  # a float below 1 is a share of all steps
+        lr_scheduler_type=train.lr_scheduler_type,
+        per_device_train_batch_size=train.per_device_train_batch_size,
+        per_device_eval_batch_size=train.per_device_eval_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        max_grad_norm=train.max_grad_norm,
+        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
+        remove_unused_columns=not train.teacher_model_dir,  # keep the teacher's logits for the loss
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="steps",
+        logging_steps=train.logging_steps,
+        load_best_model_at_end=True,
+        metric_for_best_model="accuracy",
+        greater_is_better=True,
+        save_total_limit=2,  # the best checkpoint and the latest one
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        seed=train.seed,
+        dataloader_num_workers=train.dataloader_num_workers,
+        disable_tqdm=train.disable_tqdm,
+        report_to="none",
+        # without use_cpu, accelerate sets up no CPU process group under torchrun: each rank would train alone
+        use_cpu=device.type == "cpu",
+    )
+
+
+def prepare_tokenizer(model: ClassifierModelConfig, splits: LabelledSplits, run_dir: Path,
+                      args: TrainingArguments) -> PreTrainedTokenizerBase:
+    """The pretrained model's tokenizer, or one trained on the training split.
+
+    A trained tokenizer is saved in the run directory by the main process first, so that DDP ranks and a
+    resumed run all use the very same vocabulary.
+    """
+    if not model.from_scratch:
+        return load_tokenizer(model.model_name_or_path or default_encoder_path())
+    saved = run_dir / "tokenizer"
+    with args.main_process_first(desc="training the tokenizer"):
+        if (saved / "tokenizer.json").is_file():
+            return load_tokenizer(str(saved))
+        tokenizer = train_wordpiece_tokenizer(
+            splits.splits["train"]["text"], model.vocab_size, model.max_seq_length,
+            with_cls_sep=model.arch == "transformer")
+        if args.process_index == 0:
+            tokenizer.save_pretrained(str(saved))
+        return tokenizer
+
+
+def build_classifier(model: ClassifierModelConfig, tokenizer: PreTrainedTokenizerBase,
+                     label_names: Sequence[str]) -> transformers.PreTrainedModel:
+    """A new LSTM, a new small BERT-style encoder, or a pretrained encoder with a fresh classification head."""
+    labels = {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
+              "label2id": {name: i for i, name in enumerate(label_names)}}
+    if model.arch == "lstm":
+        config = LSTMConfig(
+            vocab_size=len(tokenizer), embedding_dim=model.embedding_dim, hidden_size=model.hidden_size,
+            num_layers=model.num_layers, bidirectional=model.bidirectional, dropout=model.dropout,
+            embedding_dropout=model.embedding_dropout, pooling=model.pooling,
+            max_position_embeddings=model.max_seq_length, pad_token_id=tokenizer.pad_token_id, **labels)
+        return LSTMForSequenceClassification(config)
+    if model.from_scratch:
+        config = BertConfig(
+            vocab_size=len(tokenizer), hidden_size=model.hidden_size, num_hidden_layers=model.num_layers,
+            num_attention_heads=model.num_attention_heads, intermediate_size=4 * model.hidden_size,
+            max_position_embeddings=model.max_seq_length, hidden_dropout_prob=model.dropout,
+            attention_probs_dropout_prob=model.dropout, pad_token_id=tokenizer.pad_token_id, **labels)
+        return BertForSequenceClassification(config)
+    path = model.model_name_or_path or default_encoder_path()
+    if classifier_pooling(model) == "mean":
+        return PooledEncoderForSequenceClassification.from_encoder(path, **labels)
+    return AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, **labels)
+
+
+def classifier_pooling(model: ClassifierModelConfig) -> str:
+    """The head of a pretrained transformer: "mean" or "cls" (see `ClassifierModelConfig.classifier_pooling`)."""
+    if model.classifier_pooling != "auto":
+        return model.classifier_pooling
+    trained_with = sentence_embedding_pooling(model.model_name_or_path or default_encoder_path())
+    return "mean" if trained_with == "mean" else "cls"
+
+
+def compute_epoch_metrics(num_labels: int):
+    """The `Trainer`'s `compute_metrics`: scalar figures from logits."""
+    def compute(eval_prediction) -> dict[str, float]:
+        logits = eval_prediction.predictions
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        return scalar_metrics(eval_prediction.label_ids, np.argmax(logits, axis=-1), num_labels)
+    return compute
+
+
+def evaluate_split(trainer: Trainer, dataset, label_names: Sequence[str]) -> dict:
+    """The full report (per class, confusion matrix) plus the mean loss on one tokenized split."""
+    output = trainer.predict(dataset, metric_key_prefix="eval")
+    report = classification_report(output.label_ids, np.argmax(output.predictions, axis=-1), label_names)
+    return {"loss": float(output.metrics["eval_loss"]), **report}
+
+
+def train_classifier(data: DataConfig, model: ClassifierModelConfig, train: TrainingConfig,
+                     callbacks: Sequence[TrainerCallback] = ()) -> Path:
+    """Train, evaluate on validation (and test), and write the model directory with its card."""
+    started = time.time()
+    set_seed(train.seed)
+    run_dir = checkpoints_dir(train.output_dir)
+    last_checkpoint = resumable_checkpoint(run_dir, train.resume)
+    splits = load_labelled_splits(data)
+    args = training_arguments(train, model, run_dir)
+    tokenizer = prepare_tokenizer(model, splits, run_dir, args)
+    classifier = build_classifier(model, tokenizer, splits.label_names)
+    # the models return a mean loss and ignore `num_items_in_batch`; without this the Trainer multiplies the loss
+    # (and the gradients) by the number of processes under DDP and skips the division by accumulation steps
+    classifier.accepts_loss_kwargs = False
+
+    def tokenize(batch):
+        return tokenizer(batch["text"], truncation=True, max_length=model.max_seq_length)
+
+    tokenized = splits.splits.map(tokenize, batched=True, remove_columns=["text"], desc="tokenizing")
+    trainer = make_trainer(classifier, args, tokenizer, tokenized, splits, train, callbacks)
+    train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
+    results = {"eval": evaluate_split(trainer, tokenized["validation"], splits.label_names)}
+    if "test" in tokenized:
+        results["test"] = evaluate_split(trainer, tokenized["test"], splits.label_names)
+    if trainer.is_world_process_zero():
+        info = training_info(data, model, train, splits, trainer, train_result.metrics, time.time() - started)
+        write_model_dir(train.output_dir, lambda staging: save_classifier(staging, trainer, results, info))
+        if not train.keep_checkpoints:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    return Path(train.output_dir)
+
+
+def make_trainer(model: transformers.PreTrainedModel, args: TrainingArguments, tokenizer: PreTrainedTokenizerBase,
+                 tokenized, splits: LabelledSplits, train: TrainingConfig,
+                 callbacks: Sequence[TrainerCallback]) -> Trainer:
+    """A `Trainer`, or a `DistillationTrainer` whose training rows carry the teacher's logits."""
+    early_stopping = [EarlyStoppingCallback(train.early_stopping_patience)] if train.early_stopping_patience else []
+    common = dict(model=model, args=args, train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
+                  processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+                  compute_metrics=compute_epoch_metrics(len(splits.label_names)),
+                  callbacks=[*early_stopping, *callbacks])
+    if not train.teacher_model_dir:
+        return Trainer(**common)
+    common["train_dataset"] = distillation_rows(tokenized["train"], splits, train, tokenizer, model.config)
+    return DistillationTrainer(**common, alpha=train.distillation_alpha, temperature=train.distillation_temperature)
+
+
+def distillation_rows(tokenized_train, splits: LabelledSplits, train: TrainingConfig,
+                      tokenizer: PreTrainedTokenizerBase, model_config):
+    """Training rows with the teachers' log-probabilities; transfer texts join them, labelled with their choice."""
+    texts = splits.splits["train"]["text"]
+    logits = teacher_logits(train.teacher_model_dir, texts, splits.label_names)
+    rows = tokenized_train.add_column(TEACHER_COLUMN, logits)
+    if not train.transfer_file:
+        return rows
+    transfer_texts = load_texts(train.transfer_file)
+    transfer_logits = teacher_logits(train.teacher_model_dir, transfer_texts, splits.label_names)
+    max_length = getattr(model_config, "max_position_embeddings", None) or tokenizer.model_max_length
+    encoded = tokenizer(transfer_texts, truncation=True, max_length=min(max_length, tokenizer.model_max_length))
+    transfer = datasets.Dataset.from_dict({
+        **{name: encoded[name] for name in rows.column_names if name in encoded},
+        "label": [int(np.argmax(row)) for row in transfer_logits], TEACHER_COLUMN: transfer_logits,
+    }).cast(rows.features)
+    return datasets.concatenate_datasets([rows, transfer])
+
+
+def save_classifier(directory: Path, trainer: Trainer, results: dict, info: dict) -> None:
+    """Everything a model directory holds: weights, tokenizer, results, training record and card."""
+    trainer.model.save_pretrained(directory)
+    trainer.processing_class.save_pretrained(directory)
+    for split, report in results.items():
+        write_json(directory / f"{split}_results.json", report)
+    write_json(directory / "train_results.json", info["train_metrics"])
+    write_json(directory / "training_info.json", info)
+    trainer.state.save_to_json(str(directory / "trainer_state.json"))
+    (directory / "README.md").write_text(render_card(directory), encoding="utf-8")
+
+
+def training_info(data: DataConfig, model: ClassifierModelConfig, train: TrainingConfig, splits: LabelledSplits,
+                  trainer: Trainer, train_metrics: dict, wall_seconds: float) -> dict:
+    """What the model card says about how the model was made, saved as `training_info.json`."""
+    args = trainer.args
+    base = None if model.from_scratch else (model.model_name_or_path or default_encoder_path())
+    split_sizes = {name: len(split) for name, split in splits.splits.items()}
+    label_counts = {name: {label: int(count) for label, count in zip(
+        splits.label_names, np.bincount(split["label"], minlength=len(splits.label_names)))}
+        for name, split in splits.splits.items()}
+    return {
+        "task": "text-classification",
+        "name": Path(train.output_dir).resolve().name,
+        "arch": model.arch,
+        "from_scratch": model.from_scratch,
+        "base_model": (model.base_model_name or hub_id_for(base)) if base else None,
+        "num_parameters": int(sum(p.numel() for p in trainer.model.parameters())),
+        "dataset": splits.source,
+        "dataset_files": splits.files,
+        "dataset_description": data.dataset_description,
+        "validation_carved_from_train": data.validation_file is None and data.dataset_name is None,
+        "split_sizes": split_sizes,
+        "label_counts": label_counts,
+        "labels": list(splits.label_names),
+        "language": train.language,
+        "license": train.license,
+        "hyperparameters": {
+            "learning_rate": args.learning_rate, "num_train_epochs": args.num_train_epochs,
+            "epochs_completed": round(trainer.state.epoch or 0, 2), "max_steps": args.max_steps,
+            "per_device_train_batch_size": args.per_device_train_batch_size,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps, "world_size": args.world_size,
+            "weight_decay": args.weight_decay, "warmup_ratio": train.warmup_ratio,
+            "lr_scheduler_type": str(args.lr_scheduler_type.value if hasattr(args.lr_scheduler_type, "value")
+                                     else args.lr_scheduler_type),
+            "optimizer": "AdamW", "max_grad_norm": args.max_grad_norm, "max_seq_length": model.max_seq_length,
+            "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32", "seed": args.seed,
+            "early_stopping_patience": train.early_stopping_patience,
+            **({"vocab_size": model.vocab_size} if model.from_scratch else {}),
+            **(_architecture_fields(model, trainer.model)),
+        },
+        "distillation": distillation_info(train, len(trainer.train_dataset) - len(splits.splits["train"])),
+        "best_checkpoint_metric": {"accuracy": trainer.state.best_metric},
+        "train_metrics": train_metrics,
+        "wall_seconds": round(wall_seconds, 1),
+        "hardware": device_description(args.device),
+        "framework_versions": {
+            "textsvc": __version__, "transformers": transformers.__version__, "torch": torch.__version__,
+            "datasets": _version("datasets"), "tokenizers": _version("tokenizers"), "python": platform.python_version(),
+        },
+    }
+
+
+def distillation_info(train: TrainingConfig, transfer_examples: int) -> dict | None:
+    """The teacher and loss mix of a distilled model, for its card."""
+    if not train.teacher_model_dir:
+        return None
+    teachers = [{"name": Path(directory).resolve().name,
+                 "base_model": (read_json(Path(directory) / "training_info.json") or {}).get("base_model")}
+                for directory in train.teacher_model_dir]
+    return {"teachers": teachers, "alpha": train.distillation_alpha, "temperature": train.distillation_temperature,
+            **({"transfer_file": Path(train.transfer_file).name, "transfer_examples": transfer_examples}
+               if train.transfer_file else {})}
+
+
+def _architecture_fields(model: ClassifierModelConfig, network: transformers.PreTrainedModel) -> dict:
+    if model.arch == "lstm":
+        return {"embedding_dim": model.embedding_dim, "hidden_size": model.hidden_size, "num_layers": model.num_layers,
+                "bidirectional": model.bidirectional, "dropout": model.dropout,
+                "embedding_dropout": model.embedding_dropout, "pooling": model.pooling}
+    if model.from_scratch:
+        return {"hidden_size": model.hidden_size, "num_layers": model.num_layers,
+                "num_attention_heads": model.num_attention_heads, "dropout": model.dropout}
+    # read off the built model: resolving "auto" again would re-read the base model's pooling config
+    return {"classifier_pooling": "mean" if isinstance(network, PooledEncoderForSequenceClassification) else "cls"}
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+    return version(package)

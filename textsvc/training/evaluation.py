@@ -1,0 +1,82 @@
+"""Evaluate a saved model directory on a file: the report training writes, for classifiers and generators."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from textsvc.errors import DataError
+from textsvc.loading import classify_logits, load_classifier, load_generator
+from textsvc.training.data import LABEL_COLUMN_GUESSES, TEXT_COLUMN_GUESSES, guess_column, label_encoder, load_file
+from textsvc.training.metrics import classification_report
+from textsvc.training.text_data import IGNORE_INDEX, evaluation_blocks, load_text_file, token_stream, tokenize_documents
+
+
+def evaluate_classifier(model_dir: str, test_file: str, text_column: str | None = None,
+                        label_column: str | None = None, device: str | None = None, batch_size: int = 64) -> dict:
+    """Accuracy, macro precision/recall/F1, per-class figures, confusion matrix and mean loss on `test_file`."""
+    classifier = load_classifier(model_dir, device)
+    dataset = load_file(test_file)
+    columns = list(dataset.column_names)
+    text_column = text_column or guess_column(columns, TEXT_COLUMN_GUESSES, "text")
+    label_column = label_column or guess_column(columns, LABEL_COLUMN_GUESSES, "label", exclude=text_column)
+    for column in (text_column, label_column):
+        if column not in columns:
+            raise DataError(f"{test_file} has no column {column!r}; columns are {columns}", code="unknown_column")
+    if len(dataset) == 0:
+        raise DataError(f"{test_file} holds no examples", code="empty_split")
+    names = tuple(classifier.label_names)
+    # integer labels are ids unless the model's own label names are numbers
+    encode = label_encoder(not any(name.lstrip("-").isdigit() for name in names), names)
+    texts, labels = dataset[text_column], []
+    for row, (text, label) in enumerate(zip(texts, dataset[label_column])):
+        if not isinstance(text, str):
+            raise DataError(f"row {row + 1}: column {text_column!r} holds {text!r}, not text", code="non_text_value")
+        label_id = encode(label)
+        if label_id is None:
+            raise DataError(f"row {row + 1}: label {label!r} is not one the model knows ({list(names)})",
+                            code="unseen_label")
+        labels.append(label_id)
+    logits = classify_logits(classifier, texts, batch_size)
+    targets = torch.tensor(labels)
+    loss = torch.nn.functional.cross_entropy(logits, targets).item()
+    return {"loss": loss, **classification_report(targets.numpy(), logits.argmax(-1).numpy(), names)}
+
+
+@torch.inference_mode()
+def language_model_loss(model, ids: list[int], block_size: int, pad_token_id: int,
+                        batch_size: int = 8) -> tuple[float, int]:
+    """Summed next-token loss (nats) over a token stream, and the number of tokens it predicted."""
+    blocks = evaluation_blocks(ids, block_size, pad_token_id).with_format("torch")
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for start in range(0, len(blocks), batch_size):
+        batch = {name: tensor.to(device) for name, tensor in blocks[start:start + batch_size].items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+        targets = batch["labels"][:, 1:]  # (B, T - 1): position t predicts token t + 1
+        total += torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
+                                                   ignore_index=IGNORE_INDEX, reduction="sum").item()
+        count += int((targets != IGNORE_INDEX).sum())
+    return total, count
+
+
+def generator_report(total_loss: float, num_tokens: int, num_chars: int) -> dict:
+    """Loss per token, perplexity, and loss per character: the figure that compares models across tokenizers."""
+    if num_tokens == 0 or num_chars == 0:
+        raise DataError("the evaluation text is too short to predict any token", code="text_too_short")
+    loss = total_loss / num_tokens
+    return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "loss_per_char": total_loss / num_chars,
+            "bits_per_char": total_loss / num_chars / math.log(2), "num_tokens": num_tokens, "num_chars": num_chars}
+
+
+def evaluate_generator(model_dir: str, test_file: str, text_column: str | None = None, device: str | None = None,
+                       batch_size: int = 8, block_size: int | None = None) -> dict:
+    """Loss, perplexity and loss per character of a generator on a text file (or a text column)."""
+    generator = load_generator(model_dir, device)
+    tokenized = tokenize_documents(load_text_file(test_file, text_column), generator.tokenizer)
+    pad = generator.tokenizer.pad_token_id
+    total, count = language_model_loss(generator.model, token_stream(tokenized), block_size or generator.block_size,
+                                       pad if pad is not None else 0, batch_size)
+    return {**generator_report(total, count, sum(tokenized["num_chars"])),
+            "block_size": block_size or generator.block_size}
