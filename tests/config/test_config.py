@@ -168,3 +168,12 @@ def test_textsvc_home_from_value_then_environment():
     assert textsvc_home(None, {"TEXTSVC_HOME": "/other"}) == Path("/other")
     assert textsvc_home(None, {"XDG_CACHE_HOME": "/cache"}) == Path("/cache/textsvc")
     assert textsvc_home(None, {}) == Path.home() / ".cache" / "textsvc"
+
+
+@pytest.mark.parametrize("command", ["train-classifier", "train-generator", "generate", "serve"])
+def test_every_flag_has_help_from_its_field(command, capsys):
+    parser = build_parser()
+    subparsers = next(action for action in parser._actions if action.dest == "command")
+    flags = [action for action in subparsers.choices[command]._actions if action.option_strings[0].startswith("--")
+             and action.dest not in ("help", "config")]
+    assert flags and all(action.help for action in flags), [action.dest for action in flags if not action.help]

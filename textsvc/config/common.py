@@ -18,6 +18,11 @@ from typing import Any
 from textsvc.errors import ConfigError
 
 
+def setting(default: Any, help: str) -> Any:
+    """A dataclass field whose CLI help is `metadata["help"]`, the form `transformers.HfArgumentParser` reads."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 def require(condition: bool, field: str, message: str) -> None:
     """Refuse a setting with a message that names its field."""
     if not condition:

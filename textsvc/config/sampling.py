@@ -6,7 +6,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass
 
-from textsvc.config.common import coerce, require
+from textsvc.config.common import coerce, require, setting
 
 
 @dataclass(frozen=True)
@@ -17,14 +17,15 @@ class SamplingConfig:
     the same `seed` and request give the same text; `logprobs` asks for each token's log-probability.
     """
 
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0  # CTRL's penalty (Keskar et al. 2019); 1 is off
-    stop: tuple[str, ...] = ()
-    seed: int | None = None
-    logprobs: bool = False
+    max_new_tokens: int = setting(64, "tokens to generate at most")
+    temperature: float = setting(1.0, "softmax temperature; 0 is greedy decoding")
+    top_k: int = setting(0, "sample among the k likeliest tokens; 0 is off")
+    top_p: float = setting(1.0, "sample within the smallest set of tokens holding this probability; 1 is off")
+    repetition_penalty: float = setting(1.0, "CTRL's penalty on tokens already in the text (Keskar et al. 2019); "
+                                             "1 is off")
+    stop: tuple[str, ...] = setting((), "comma-separated stop strings (a config file can give a list)")
+    seed: int | None = setting(None, "seed of the sampler: the same seed and request give the same text")
+    logprobs: bool = setting(False, "return each token's log-probability")
 
     def __post_init__(self):
         if isinstance(self.stop, str):  # one stop string given bare

