@@ -26,7 +26,7 @@ from transformers import (
 )
 
 from textsvc import __version__
-from textsvc.cards.classifier import render_card
+from textsvc.cards import render_card
 from textsvc.config.training import ClassifierModelConfig, DataConfig, TrainingConfig, default_learning_rate
 from textsvc.devices import device_description, pick_precision
 from textsvc.modeldir import read_json, write_json, write_model_dir

@@ -29,7 +29,7 @@ from transformers import (
 )
 
 from textsvc import __version__
-from textsvc.cards.classifier import render_card
+from textsvc.cards import render_card
 from textsvc.config.sampling import SamplingConfig
 from textsvc.config.training import GeneratorModelConfig, GeneratorTrainingConfig, TextDataConfig, default_learning_rate
 from textsvc.devices import device_description, pick_precision
