@@ -185,7 +185,7 @@ def run_card(args: argparse.Namespace) -> None:
     import shutil
     from pathlib import Path
 
-    from textsvc.cards.classifier import render_card
+    from textsvc.cards import render_card
     from textsvc.modeldir import check_model_dir
 
     directory = check_model_dir(args.model_dir)

@@ -1,19 +1,25 @@
-"""Model cards: front matter that matches the saved results, every section, no placeholders."""
+"""Model cards: front matter that matches the saved results and reads back through `huggingface_hub`, every section,
+no placeholders, and released cards that still read."""
 
 from __future__ import annotations
 
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
+from huggingface_hub import ModelCard, ModelCardData
 
-from textsvc.cards.classifier import read_card_metadata
+from textsvc.cards import render_card
+from textsvc.cards.common import read_card_metadata, write_card
 from textsvc.cli import main
 
 SECTIONS = ("Model details", "Intended use", "Out-of-scope use", "Training data", "Training procedure",
             "Evaluation results", "Limitations and biases", "How to use", "Framework versions")
 METRIC_KEYS = {"accuracy": "accuracy", "precision": "macro_precision", "recall": "macro_recall", "f1": "macro_f1"}
+COMMITTED_CARDS = sorted((Path(__file__).parents[2] / "model_cards").glob("*.md"))
+ROUTES = {"text-classification": "/classify", "text-generation": "/generate"}
 
 
 def results(model_dir) -> dict:
@@ -70,3 +76,44 @@ def test_card_command_copies_card(lstm_dir, tmp_path, capsys):
 def test_card_command_refuses_incomplete_dir(tmp_path, capsys):
     assert main(["card", "--model_dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("textsvc: error [incomplete_model_dir]: ")
+
+
+@pytest.mark.parametrize("kind", ["classifier", "generator"])
+def test_round_trip_through_model_card(kind, request, tmp_path):
+    """render -> `ModelCard.load` -> metadata: the library reads back what it wrote, and writes it the same."""
+    directory = request.getfixturevalue("lstm_dir" if kind == "classifier" else "lstm_lm_dir")
+    text = render_card(directory)
+    (tmp_path / "README.md").write_text(text, encoding="utf-8")
+    card = ModelCard.load(tmp_path / "README.md")
+    assert card.data.model_name == directory.name and card.data.license == "other"
+    assert read_card_metadata(text) == card.data.to_dict()
+    assert write_card(card.data, card.text) == text
+    saved = {"validation": json.loads((directory / "eval_results.json").read_text())}
+    if kind == "classifier":
+        saved["test"] = json.loads((directory / "test_results.json").read_text())
+    for result in card.data.eval_results:
+        key = result.metric_type if kind == "generator" else METRIC_KEYS[result.metric_type]
+        assert result.metric_value == round(saved[result.dataset_split][key], 4)
+    assert {result.dataset_split for result in card.data.eval_results} == set(saved)
+
+
+@pytest.mark.parametrize("path", COMMITTED_CARDS, ids=lambda path: path.stem)
+def test_committed_card_metadata(path):
+    """Each released card reads back: its key fields, and model-index figures equal to its own tables."""
+    text = path.read_text(encoding="utf-8")
+    metadata = read_card_metadata(text)
+    assert metadata["license"] and metadata["language"] == ["en"] and metadata["library_name"] == "transformers"
+    assert metadata["datasets"] and "textsvc" in metadata["tags"]
+    assert f"localhost:8000{ROUTES[metadata['pipeline_tag']]}" in text
+    card = ModelCard.load(path)
+    assert card.data.model_name == path.stem and card.data.eval_results
+    for result in card.data.eval_results:
+        assert result.task_type == metadata["pipeline_tag"]
+        heading = f"### {result.dataset_split.capitalize()} ("
+        section = (card.text.split(heading, 1)[1] if heading in card.text
+                   else card.text.split("## Evaluation results", 1)[1]).split("\n## ", 1)[0].split("\n### ", 1)[0]
+        title = result.metric_name.removesuffix(f" ({result.dataset_split})")
+        row = re.search(rf"^\| {re.escape(title)} \| ([0-9.]+) \|$", section, re.MULTILINE)
+        assert float(row.group(1)) == pytest.approx(result.metric_value, abs=5e-5), (path.stem, title)
+    # the front matter is what the card writer writes today
+    assert write_card(ModelCardData(**metadata), card.text) == text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from textsvc.cards.classifier import render_card
+from textsvc.cards import render_card
 from textsvc.errors import ConfigError
 from textsvc.loading import classify_logits, load_classifier
 from textsvc.modeldir import read_json, write_json

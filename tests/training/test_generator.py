@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel, TrainerCallback
 
 import textsvc  # noqa: F401  (registers textsvc's architectures with the Auto classes)
-from textsvc.cards.classifier import read_card_metadata
+from textsvc.cards.common import read_card_metadata
 from textsvc.cli import main
 from textsvc.errors import ConfigError
 from textsvc.models.lstm import LSTMForCausalLM

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from textsvc.cards.classifier import read_card_metadata
+from textsvc.cards.common import read_card_metadata
 from textsvc.config.sampling import SamplingConfig
 from textsvc.config.serving import ServingConfig
 from textsvc.errors import ConfigError, OverloadedError, RequestError

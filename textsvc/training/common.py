@@ -15,7 +15,7 @@ from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments, se
 from transformers.trainer_utils import get_last_checkpoint
 
 from textsvc import __version__
-from textsvc.cards.classifier import render_card
+from textsvc.cards import render_card
 from textsvc.config.training import OptimisationConfig
 from textsvc.devices import device_description, pick_device, pick_precision
 from textsvc.errors import ConfigError
