@@ -1,0 +1,153 @@
+"""Load generation for scripts/bench_serving.py: closed-loop clients and open-loop Poisson arrivals over HTTP,
+with the latency figures of vLLM's `benchmark_serving.py` (TTFT, TPOT, ITL, end-to-end latency).
+
+Closed loop: N clients, each sending its next request when the last one is answered. Open loop: requests arrive
+at exponentially spaced times (a Poisson process at `rate` per second) whatever the server's state, each on its
+own thread. Both stop after a fixed number of requests, so a run is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Outcome:
+    """One request as the client saw it: seconds to the first piece and between pieces, tokens out, errors."""
+
+    latency_s: float
+    ttft_s: float | None = None
+    gaps_s: list[float] = field(default_factory=list)  # inter-token latencies, one per piece after the first
+    output_tokens: int = 0
+    texts: int = 0  # texts classified by the request
+    error: str | None = None
+
+
+def post_json(url: str, body: dict, timeout_s: float = 600.0) -> dict:
+    """POST a JSON body and return the decoded JSON answer (raises on HTTP errors)."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        return json.loads(response.read())
+
+
+def classify_once(url: str, texts: list[str]) -> Outcome:
+    """One /classify request (textsvc's shape); its latency."""
+    started = time.perf_counter()
+    try:
+        post_json(url, {"inputs": texts if len(texts) > 1 else texts[0]})
+    except Exception as error:  # a failed request is a figure too, not the end of the run
+        return Outcome(time.perf_counter() - started, error=repr(error))
+    return Outcome(time.perf_counter() - started, texts=len(texts))
+
+
+def stream_completion(url: str, body: dict) -> Outcome:
+    """One streamed OpenAI `/v1/completions` request; the arrival time of every content piece."""
+    started = time.perf_counter()
+    arrivals, usage = [], None
+    request = urllib.request.Request(url, data=json.dumps({**body, "stream": True}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=600) as response:
+            for raw in response:
+                line = raw.decode().strip()
+                if not line.startswith("data:") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[5:])
+                usage = chunk.get("usage") or usage
+                if any(choice.get("text") for choice in chunk.get("choices") or ()):
+                    arrivals.append(time.perf_counter())
+    except Exception as error:
+        return Outcome(time.perf_counter() - started, error=repr(error))
+    latency = time.perf_counter() - started
+    tokens = (usage or {}).get("completion_tokens") or len(arrivals)
+    if not arrivals:
+        return Outcome(latency, output_tokens=tokens)
+    return Outcome(latency, ttft_s=arrivals[0] - started, gaps_s=[b - a for a, b in zip(arrivals, arrivals[1:])],
+                   output_tokens=tokens)
+
+
+def closed_loop(send: Callable[[int], Outcome], clients: int, requests: int) -> tuple[list[Outcome], float]:
+    """`clients` threads share `requests` requests, each sending the next when answered; outcomes and wall time."""
+    counter, lock, outcomes = iter(range(requests)), threading.Lock(), []
+
+    def client() -> None:
+        while True:
+            with lock:
+                index = next(counter, None)
+            if index is None:
+                return
+            outcome = send(index)
+            with lock:
+                outcomes.append(outcome)
+
+    return _run_threads([threading.Thread(target=client) for _ in range(clients)]), outcomes
+
+
+def open_loop(send: Callable[[int], Outcome], rate_per_s: float, requests: int, seed: int = 0
+              ) -> tuple[list[Outcome], float]:
+    """`requests` requests arriving as a Poisson process of `rate_per_s`, each on its own thread."""
+    rng, outcomes, lock = random.Random(seed), [], threading.Lock()
+
+    def one(index: int, delay_s: float) -> None:
+        time.sleep(delay_s)
+        outcome = send(index)
+        with lock:
+            outcomes.append(outcome)
+
+    arrival, threads = 0.0, []
+    for index in range(requests):
+        arrival += rng.expovariate(rate_per_s)
+        threads.append(threading.Thread(target=one, args=(index, arrival)))
+    return _run_threads(threads), outcomes
+
+
+def _run_threads(threads: list[threading.Thread]) -> float:
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    """The `share` quantile (0..1) by linear interpolation, None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = share * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summarize(outcomes: list[Outcome], wall_s: float) -> dict:
+    """Throughput and p50/p90/p99 of latency, TTFT, TPOT and ITL over one run's successful requests."""
+    good = [o for o in outcomes if o.error is None]
+    tpots = [(o.latency_s - o.ttft_s) / (o.output_tokens - 1) for o in good if o.ttft_s and o.output_tokens > 1]
+    figures = {"requests": len(outcomes), "errors": len(outcomes) - len(good), "wall_s": wall_s,
+               "requests_per_s": len(good) / wall_s, "texts_per_s": sum(o.texts for o in good) / wall_s,
+               "output_tokens_per_s": sum(o.output_tokens for o in good) / wall_s}
+    series = {"latency_s": [o.latency_s for o in good], "ttft_s": [o.ttft_s for o in good if o.ttft_s is not None],
+              "tpot_s": tpots, "itl_s": [gap for o in good for gap in o.gaps_s]}
+    for name, values in series.items():
+        for share in (0.5, 0.9, 0.99):
+            figures[f"{name}_p{round(share * 100)}"] = percentile(values, share)
+    return figures
+
+
+def median_of(rounds: list[dict]) -> dict:
+    """Each figure's median over repeated rounds (None where a round had no value)."""
+    keys = rounds[0].keys()
+    out = {}
+    for key in keys:
+        values = [r[key] for r in rounds if r.get(key) is not None]
+        out[key] = statistics.median(values) if values else None
+    return out

