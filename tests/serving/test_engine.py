@@ -12,9 +12,9 @@ from textsvc.config.serving import ServingConfig
 from textsvc.errors import ConfigError, OverloadedError, RequestError
 from textsvc.generation.sampling import generate
 from textsvc.loading import classify_logits, load_classifier, load_generator
-from textsvc.serving.batching import DynamicBatcher
-from textsvc.serving.decoding import GenerationWorker
+from textsvc.serving.classifier_batching import DynamicBatcher
 from textsvc.serving.engine import Engine, discover_models
+from textsvc.serving.generator_batching import GenerationWorker
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,8 @@ from textsvc.loading import (
     load_classifier,
     load_generator,
 )
-from textsvc.serving.batching import DynamicBatcher
-from textsvc.serving.decoding import GenerationWorker, Job
+from textsvc.serving.classifier_batching import DynamicBatcher
+from textsvc.serving.generator_batching import GenerationWorker, Job
 from textsvc.serving.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
