@@ -138,7 +138,7 @@ def service_usage(info: dict) -> str:
             f"curl -s localhost:8000/generate -H 'Content-Type: application/json' -d '{request}'\n```\n\n"
             "With transformers (textsvc registers its architectures on import):\n\n```python\nimport textsvc\n"
             "from transformers import AutoModelForCausalLM, AutoTokenizer\nfrom textsvc.config.sampling import "
-            "SamplingConfig\nfrom textsvc.generation.sampling import generate\n\n"
+            "SamplingConfig\nfrom textsvc.generation.loop import generate\n\n"
             f"model = AutoModelForCausalLM.from_pretrained(\"{info['name']}\").eval()\n"
             f"tokenizer = AutoTokenizer.from_pretrained(\"{info['name']}\")\n"
             "settings = SamplingConfig(temperature=0.8, seed=0)\n"

@@ -33,7 +33,7 @@ from textsvc.cards.classifier import render_card
 from textsvc.config.sampling import SamplingConfig
 from textsvc.config.training import GeneratorModelConfig, GeneratorTrainingConfig, TextDataConfig, default_learning_rate
 from textsvc.devices import device_description, pick_precision
-from textsvc.generation.sampling import generate
+from textsvc.generation.loop import generate
 from textsvc.gguf_import import imported_hub_id
 from textsvc.loading import context_length
 from textsvc.modeldir import write_json, write_model_dir
