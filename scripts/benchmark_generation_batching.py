@@ -18,7 +18,7 @@ import time
 from textsvc.config.sampling import SamplingConfig
 from textsvc.devices import device_description
 from textsvc.loading import load_generator
-from textsvc.serving.decoding import GenerationWorker
+from textsvc.serving.generator_batching import GenerationWorker
 
 PROMPTS = ["The history of the city begins", "Once upon a time, in a quiet village,", "The recipe needs",
            "In the first chapter of the book,", "The weather today is", "My favourite way to spend a Sunday is",

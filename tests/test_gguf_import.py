@@ -9,7 +9,7 @@ import pytest
 
 from textsvc.cli import main
 from textsvc.config.sampling import SamplingConfig
-from textsvc.generation.sampling import generate
+from textsvc.generation.loop import generate
 from textsvc.gguf_import import SMOLLM2_HUB_ID, default_gguf_file, imported_hub_id
 from textsvc.loading import is_generator, load_generator
 

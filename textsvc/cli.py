@@ -150,7 +150,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
 def run_generate(args: argparse.Namespace) -> None:
     import dataclasses as dc
 
-    from textsvc.generation.sampling import stream
+    from textsvc.generation.loop import stream
     from textsvc.loading import load_generator
 
     values = {k: v for k, v in vars(args).items() if k in {f.name for f in dc.fields(SamplingConfig)}}

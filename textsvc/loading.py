@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,29 +37,41 @@ class LoadedClassifier:
     def label_names(self) -> list[str]:
         return [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
 
+    def encode(self, texts: list[str], truncation: bool = True) -> list[list[int]]:
+        """Token ids per text, cut to the model's input limit unless `truncation` is off."""
+        return self.tokenizer(texts, truncation=truncation, max_length=self.max_length if truncation else None,
+                              verbose=False)["input_ids"]
+
+    @torch.inference_mode()
+    def logits(self, ids: list[list[int]]) -> torch.Tensor:
+        """The batched forward pass: token id rows padded into one batch, (B, num_labels) float32 logits on the CPU."""
+        batch = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
+        inputs = {name: tensor.to(self.device) for name, tensor in batch.items()
+                  if name in self.tokenizer.model_input_names}
+        return self.model(**inputs).logits.float().cpu()  # (B, num_labels)
+
+
+def _load_model(auto_class: type, model_dir: str | Path,
+                device: str | None) -> tuple[Path, PreTrainedModel, torch.device]:
+    """A checked model directory, its weights (safetensors only, no remote code) in eval mode, and their device."""
+    path, target = check_model_dir(model_dir), pick_device(device)
+    model = auto_class.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
+    return path, model.to(target).eval(), target
+
 
 def load_classifier(model_dir: str | Path, device: str | None = None) -> LoadedClassifier:
     """Load weights (safetensors only, no remote code) and tokenizer from a model directory."""
-    path = check_model_dir(model_dir)
-    target = pick_device(device)
-    model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
-    model.to(target).eval()
+    path, model, target = _load_model(AutoModelForSequenceClassification, model_dir, device)
     tokenizer = load_tokenizer(str(path))
     limit = getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
     return LoadedClassifier(model, tokenizer, target, int(min(limit, tokenizer.model_max_length)))
 
 
-@torch.inference_mode()
-def classify_logits(classifier: LoadedClassifier, texts: list[str], batch_size: int = 64) -> torch.Tensor:
-    """(N, num_labels) float32 logits on the CPU, texts truncated to the model's input limit."""
-    outputs = []
-    for start in range(0, len(texts), batch_size):
-        encoded = classifier.tokenizer(texts[start:start + batch_size], truncation=True,
-                                       max_length=classifier.max_length, padding=True, return_tensors="pt")
-        encoded = {name: tensor.to(classifier.device) for name, tensor in encoded.items()
-                   if name in classifier.tokenizer.model_input_names}
-        outputs.append(classifier.model(**encoded).logits.float().cpu())  # (b, num_labels)
-    return torch.cat(outputs)
+def classify_logits(classifier: LoadedClassifier, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+    """(N, num_labels) float32 logits on the CPU, `batch_size` texts per forward pass, each truncated to the model's
+    input limit."""
+    ids = classifier.encode(list(texts))  # a plain list: the tokenizer refuses other sequences (a datasets Column)
+    return torch.cat([classifier.logits(ids[start:start + batch_size]) for start in range(0, len(ids), batch_size)])
 
 
 @dataclass
@@ -83,10 +96,7 @@ def is_generator(model_dir: str | Path) -> bool:
 
 def load_generator(model_dir: str | Path, device: str | None = None) -> LoadedGenerator:
     """Load weights (safetensors only, no remote code) and tokenizer from a model directory."""
-    path = check_model_dir(model_dir)
-    target = pick_device(device)
-    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
-    model.to(target).eval()
+    path, model, target = _load_model(AutoModelForCausalLM, model_dir, device)
     info = read_json(path / "training_info.json") or {}
     block = (info.get("hyperparameters") or {}).get("block_size")
     limit = context_length(model)

@@ -1,4 +1,5 @@
-"""Sampling truth tables: greedy, top-k, seeds, stop strings, streaming, log-probabilities and bad parameters."""
+"""Sampling truth tables through the decode loop: greedy, top-k, seeds, stop strings, streaming, log-probabilities
+and bad parameters."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ from textsvc.cli import main
 from textsvc.config.common import build_configs
 from textsvc.config.sampling import SamplingConfig
 from textsvc.errors import ConfigError
-from textsvc.generation.sampling import IncrementalDecoder, StopMatcher, generate, stream
+from textsvc.generation.loop import generate, stream
 from textsvc.loading import load_generator
-from textsvc.tokenization import train_byte_bpe_tokenizer
 
 PROMPT = "the old man"
 
@@ -75,6 +75,17 @@ def test_logprobs_match_a_full_forward_pass(loaded):
     assert run(loaded, max_new_tokens=3, seed=5).logprobs is None
 
 
+def test_log_probabilities_cost_nothing_unless_asked(loaded, monkeypatch):
+    calls = []
+    log_softmax = torch.log_softmax
+    monkeypatch.setattr(torch, "log_softmax", lambda *args, **kwargs: calls.append(1) or log_softmax(*args, **kwargs))
+    plain = run(loaded, temperature=0, max_new_tokens=6)
+    assert calls == [] and plain.logprobs is None
+    asked = run(loaded, temperature=0, max_new_tokens=6, logprobs=True)
+    assert len(calls) == len(asked.logprobs) == len(asked.token_ids) and asked.token_ids == plain.token_ids
+    assert [lp.token for lp in asked.logprobs] == [loaded.tokenizer.decode([t]) for t in asked.token_ids]
+
+
 def test_empty_and_overlong_prompts_and_generation_past_the_context(loaded):
     assert run(loaded, "", temperature=0, max_new_tokens=5).prompt_tokens == 1  # starts from <|endoftext|>
     long_prompt = " ".join(["the cat sat on the mat."] * 40)  # longer than the 32-token context
@@ -88,34 +99,6 @@ def test_eos_ends_generation(loaded):
     loaded.model.generation_config.eos_token_id = first
     result = run(loaded, temperature=0, max_new_tokens=5)
     assert (result.finish_reason, result.text, result.token_ids) == ("eos", "", (first,))
-
-
-def test_incremental_decoder_never_splits_a_character():
-    tokenizer = train_byte_bpe_tokenizer(["plain ascii text only"] * 5, 300, 64)  # CJK and emoji stay raw bytes
-    text = "ok 日本の山 🎉 café"
-    ids = tokenizer(text)["input_ids"]
-    assert len(ids) > len(text)
-    decoder = IncrementalDecoder(tokenizer, [])
-    pieces = [decoder.add(token) for token in ids] + [decoder.flush()]
-    assert "".join(pieces) == text and not any("\ufffd" in piece for piece in pieces)
-
-
-@pytest.mark.parametrize("stop, feeds, pieces, text, stopped", [
-    ((), ["ab", "c"], ["ab", "c"], "abc", False),
-    (("END",), ["abcE", "N", "D tail"], ["abc", "", ""], "abc", True),
-    (("END",), ["abcE", "N", "X"], ["abc", "", "ENX"], "abcENX", False),
-    (("lo w",), ["Hel", "lo wo", "rld"], ["He", "l"], "Hel", True),  # the match spans two feeds
-    (("\n\n", "."), ["one\n", "two. three"], ["one", "\ntwo"], "one\ntwo", True),  # the first stop to appear wins
-])
-def test_stop_matcher(stop, feeds, pieces, text, stopped):
-    matcher = StopMatcher(stop)
-    got = []
-    for feed in feeds:
-        got.append(matcher.feed(feed))
-        if matcher.stopped:
-            break
-    got[-1] += matcher.flush()
-    assert got == pieces and matcher.text == text and matcher.stopped is stopped
 
 
 @pytest.mark.parametrize("settings, field", [

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from textsvc.config.sampling import SamplingConfig
-from textsvc.generation.sampling import generate
+from textsvc.generation.loop import generate
 from textsvc.serving.api import create_app
 from textsvc.serving.engine import Engine
 from textsvc.serving.openapi import ERROR_CODES

@@ -10,11 +10,11 @@ import pytest
 from textsvc.config.sampling import SamplingConfig
 from textsvc.config.serving import ServingConfig
 from textsvc.errors import ConfigError, OverloadedError, RequestError
-from textsvc.generation.sampling import generate
+from textsvc.generation.loop import generate
 from textsvc.loading import classify_logits, load_classifier, load_generator
-from textsvc.serving.batching import DynamicBatcher
-from textsvc.serving.decoding import GenerationWorker
+from textsvc.serving.classifier_batching import DynamicBatcher
 from textsvc.serving.engine import Engine, discover_models
+from textsvc.serving.generator_batching import GenerationWorker
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_model_lookup_errors(engine):
 
 @pytest.mark.parametrize("name", ["tiny-lstm-lm", "tiny-gpt"])
 def test_token_events_join_to_the_generated_text(engine, name):
-    config = SamplingConfig(max_new_tokens=20, temperature=0.8, seed=3, stop=("moon",))
+    config = SamplingConfig(max_new_tokens=20, temperature=0.8, seed=3, stop=("moon",), logprobs=True)
     job = engine.submit(name, "the cat", config)
     events = list(job)
     loaded = engine.models[name].loaded
@@ -109,6 +109,15 @@ def test_token_events_join_to_the_generated_text(engine, name):
     assert [e.id for e in events] == list(reference.token_ids)
     assert [e.last for e in events] == [False] * (len(events) - 1) + [True]
     assert all(e.logprob <= 0 for e in events)
+
+
+def test_token_events_carry_log_probabilities_only_when_asked(engine):
+    plain = engine.submit("tiny-gpt", "the cat", SamplingConfig(max_new_tokens=6, temperature=0))
+    assert [e.logprob for e in plain] == [None] * len(plain.result.token_ids) and plain.result.logprobs is None
+    asked = engine.submit("tiny-gpt", "the cat", SamplingConfig(max_new_tokens=6, temperature=0, logprobs=True))
+    events = list(asked)
+    assert [lp.logprob for lp in asked.result.logprobs] == [e.logprob for e in events]
+    assert asked.result.token_ids == plain.result.token_ids
 
 
 def test_generation_stops_when_the_client_is_gone(engine):

@@ -118,7 +118,7 @@ def service_usage(info: dict) -> str:
                "parameters": {"max_new_tokens": 50, "temperature": 0.8}}
     return common.service_usage("generate", request, (
         "from transformers import AutoModelForCausalLM, AutoTokenizer\nfrom textsvc.config.sampling import "
-        "SamplingConfig\nfrom textsvc.generation.sampling import generate\n\n"
+        "SamplingConfig\nfrom textsvc.generation.loop import generate\n\n"
         f"model = AutoModelForCausalLM.from_pretrained(\"{info['name']}\").eval()\n"
         f"tokenizer = AutoTokenizer.from_pretrained(\"{info['name']}\")\n"
         "settings = SamplingConfig(temperature=0.8, seed=0)\n"

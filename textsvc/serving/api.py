@@ -8,6 +8,7 @@ stream, after the headers went out, is one last event of the same shape.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import logging
@@ -276,7 +277,8 @@ def generate():
     generation = parse_tgi(_json_body(), engine.config, stream=False)
     if generation.stream:
         return _tgi_stream(engine, generation)
-    result = engine.generate(generation.model, generation.prompt, generation.sampling, **generation.options)
+    sampling = dataclasses.replace(generation.sampling, logprobs=generation.details)  # only `details` lists them
+    result = engine.generate(generation.model, generation.prompt, sampling, **generation.options)
     return jsonify(tgi_response(generation, result))
 
 
@@ -293,8 +295,8 @@ def generate_stream():
 
 
 def _tgi_stream(engine: Engine, generation) -> Response:
-    job = engine.submit(generation.model, generation.prompt, generation.sampling, _client_gone(),
-                        **generation.options)
+    sampling = dataclasses.replace(generation.sampling, logprobs=True)  # each TGI event carries a logprob
+    job = engine.submit(generation.model, generation.prompt, sampling, _client_gone(), **generation.options)
     return _event_stream((tgi_event(generation, event, job.result) for event in job), job.cancel)
 
 

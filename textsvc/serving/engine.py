@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from textsvc.cards.common import read_card_metadata
 from textsvc.config.sampling import SamplingConfig
 from textsvc.config.serving import ServingConfig
 from textsvc.errors import ConfigError, OverloadedError, RequestError
-from textsvc.generation.sampling import GenerationResult
+from textsvc.generation.sequence import GenerationResult
 from textsvc.loading import (
     LoadedClassifier,
     LoadedGenerator,
@@ -23,8 +22,8 @@ from textsvc.loading import (
     load_classifier,
     load_generator,
 )
-from textsvc.serving.batching import DynamicBatcher
-from textsvc.serving.decoding import GenerationWorker, Job
+from textsvc.serving.classifier_batching import DynamicBatcher
+from textsvc.serving.generator_batching import GenerationWorker, Job
 from textsvc.serving.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -123,30 +122,29 @@ class Engine:
             raise
 
     def _load_one(self, name: str, path: Path) -> ServedClassifier | ServedGenerator:
-        metrics = self.telemetry
-        if is_generator(path):
-            loaded = load_generator(path, self.config.device)
-            served = ServedGenerator(name, path, loaded)
-            served.worker = GenerationWorker(
-                loaded.model, loaded.tokenizer, max_batch_size=self.config.max_generation_batch_size,
-                max_queue_size=self.config.max_queue_size, retry_after_s=self.config.retry_after_s, name=name,
-                on_batch=lambda size: metrics.batch_size.labels(name).observe(size),
-                on_depth=lambda depth: metrics.queue_depth.labels(name).set(depth),
-                on_first_token=lambda seconds: metrics.time_to_first_token.labels(name).observe(seconds),
-                on_tokens=lambda count: metrics.tokens_generated.labels(name).inc(count))
-            if self.config.warmup:  # first calls pay for lazy allocations; pay them before /ready
-                for _ in served.worker.submit("", SamplingConfig(max_new_tokens=2, temperature=0)):
-                    pass
-            return served
-        served = ServedClassifier(name, path, load_classifier(path, self.config.device))
+        return self._load_generator(name, path) if is_generator(path) else self._load_classifier(name, path)
+
+    def _load_generator(self, name: str, path: Path) -> ServedGenerator:
+        loaded = load_generator(path, self.config.device)
+        served = ServedGenerator(name, path, loaded)
+        served.worker = GenerationWorker(
+            loaded.model, loaded.tokenizer, max_batch_size=self.config.max_generation_batch_size,
+            max_queue_size=self.config.max_queue_size, retry_after_s=self.config.retry_after_s, name=name,
+            **self.telemetry.worker_hooks(name))
+        if self.config.warmup:  # first calls pay for lazy allocations; pay them before /ready
+            for _ in served.worker.submit("", SamplingConfig(max_new_tokens=2, temperature=0)):
+                pass
+        return served
+
+    def _load_classifier(self, name: str, path: Path) -> ServedClassifier:
+        loaded, hooks = load_classifier(path, self.config.device), self.telemetry.worker_hooks(name)
+        served = ServedClassifier(name, path, loaded)
         served.batcher = DynamicBatcher(
-            lambda ids: _predict_logits(served.loaded, ids), max_batch_size=self.config.max_batch_size,
+            lambda ids: list(loaded.logits(ids)), max_batch_size=self.config.max_batch_size,  # B x (num_labels,)
             max_wait_ms=self.config.max_wait_ms, max_queue_size=self.config.max_queue_size, name=name,
-            retry_after_s=self.config.retry_after_s,
-            on_batch=lambda size: metrics.batch_size.labels(name).observe(size),
-            on_depth=lambda depth: metrics.queue_depth.labels(name).set(depth))
+            retry_after_s=self.config.retry_after_s, on_batch=hooks["on_batch"], on_depth=hooks["on_depth"])
         if self.config.warmup:
-            _predict_logits(served.loaded, [encode(served, ["warm up"], truncation=True)[0]])
+            loaded.logits(loaded.encode(["warm up"]))
         return served
 
     def close(self) -> None:
@@ -198,9 +196,8 @@ class Engine:
     def submit(self, name: str | None, prompt: str, config: SamplingConfig,
                should_stop: Callable[[], bool] = lambda: False, **options) -> Job:
         """Queue a generation on the generator's worker (`options`: GenerationWorker.submit's); iterate the job for
-        its token events, each with its log-probability, then read `job.result`."""
-        served = self.model(name, "generator")
-        return served.worker.submit(prompt, dataclasses.replace(config, logprobs=True), should_stop, **options)
+        its token events (with their log-probabilities when `config.logprobs`), then read `job.result`."""
+        return self.model(name, "generator").worker.submit(prompt, config, should_stop, **options)
 
     def generate(self, name: str | None, prompt: str, config: SamplingConfig, **options) -> GenerationResult:
         """The whole continuation of `prompt`."""
@@ -213,20 +210,9 @@ class Engine:
 def encode(served: ServedClassifier, texts: list[str], truncation: bool) -> list[list[int]]:
     """Token ids per text, in the request thread (tokenizing is not the batch's job); `input_too_long` if a text
     exceeds the model's limit and truncation is off."""
-    limit = served.loaded.max_length
-    ids = served.loaded.tokenizer(texts, truncation=truncation, max_length=limit if truncation else None,
-                                  verbose=False)["input_ids"]
+    limit, ids = served.loaded.max_length, served.loaded.encode(texts, truncation)
     for index, row in enumerate(ids):
         if len(row) > limit:
             raise RequestError(f"inputs[{index}]: {len(row)} tokens, more than the model's {limit}; send "
                                "parameters.truncation = true to cut it", code="input_too_long", field="inputs")
     return ids
-
-
-@torch.inference_mode()
-def _predict_logits(classifier: LoadedClassifier, ids: list[list[int]]) -> list[torch.Tensor]:
-    """One forward pass over a padded batch; one (num_labels,) float32 row per text."""
-    batch = classifier.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
-    inputs = {name: tensor.to(classifier.device) for name, tensor in batch.items()
-              if name in classifier.tokenizer.model_input_names}
-    return list(classifier.model(**inputs).logits.float().cpu())  # B x (num_labels,)

@@ -14,7 +14,7 @@ from typing import Any
 from textsvc.config.sampling import SamplingConfig
 from textsvc.config.serving import ServingConfig
 from textsvc.errors import ConfigError, RequestError
-from textsvc.generation.sampling import GenerationResult
+from textsvc.generation.sequence import GenerationResult
 
 TGI_FINISH = {"eos": "eos_token", "stop": "stop_sequence", "length": "length"}
 OPENAI_FINISH = {"eos": "stop", "stop": "stop", "length": "length"}

@@ -25,7 +25,7 @@ from transformers import (
 
 from textsvc.config.sampling import SamplingConfig
 from textsvc.config.training import GeneratorModelConfig, GeneratorTrainingConfig, TextDataConfig, default_learning_rate
-from textsvc.generation.sampling import generate
+from textsvc.generation.loop import generate
 from textsvc.gguf_import import imported_hub_id
 from textsvc.loading import context_length
 from textsvc.models.lstm import LSTMForCausalLM, LSTMLMConfig

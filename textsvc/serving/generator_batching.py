@@ -4,8 +4,8 @@ token per step, and seats waiting requests between steps (iteration-level schedu
 A new request is prefilled alone (its prompt through the model, as the one-sequence path does), then its state joins
 the running batch: an LSTM's (h, c) rows are stacked; a transformer's key/value cache rows are left-padded to one
 length, with an attention mask that hides the padding and explicit position ids. Token choice, stop strings and text
-release are `sampling.Sequence`'s, so what a request gets does not depend on the path that made it (up to
-floating-point differences between batch shapes).
+release are `generation.sequence.DecodingSequence`'s, so what a request gets does not depend on the path that made it
+(up to floating-point differences between batch shapes). Requests wait in an `AdmissionQueue`, as classifier texts do.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -24,10 +23,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from textsvc.config.sampling import SamplingConfig
-from textsvc.errors import OverloadedError, RequestError
-from textsvc.generation.sampling import GenerationResult, Sequence, eos_ids, prompt_ids
+from textsvc.errors import RequestError
+from textsvc.generation.sequence import DecodingSequence, GenerationResult, prompt_ids
+from textsvc.generation.stopping import eos_ids
 from textsvc.loading import context_length
 from textsvc.models.lstm import LSTMForCausalLM
+from textsvc.serving.admission import AdmissionQueue
 
 log = logging.getLogger(__name__)
 
@@ -154,12 +155,10 @@ class GenerationWorker:
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.limit, self.ends = context_length(model), eos_ids(model, tokenizer)
         self.special = self.ends | set(tokenizer.all_special_ids)
-        self.max_queue_size, self.retry_after_s = max_queue_size, retry_after_s
-        self.on_batch, self.on_depth, self.on_first_token, self.on_tokens = on_batch, on_depth, on_first_token, on_tokens
+        self.on_batch, self.on_first_token, self.on_tokens = on_batch, on_first_token, on_tokens
         self.max_batch_size = max_batch_size if self._batchable() else 1
-        self._waiting: deque[Job] = deque()
-        self._condition = threading.Condition()
-        self._closed = False
+        self.queue: AdmissionQueue[Job] = AdmissionQueue(max_queue_size, name=name, retry_after_s=retry_after_s,
+                                                         on_depth=on_depth)
         self._thread = threading.Thread(target=self._run, name=f"textsvc-{name}", daemon=True)
         self._thread.start()
 
@@ -181,22 +180,12 @@ class GenerationWorker:
                                f"model's context of {self.limit}; shorten the prompt, lower max_new_tokens or set "
                                "truncate", code="input_too_long", field="inputs")
         job = Job(ids, config, should_stop)
-        with self._condition:
-            if self._closed:
-                raise OverloadedError("the service is shutting down", retry_after_s=self.retry_after_s)
-            if len(self._waiting) >= self.max_queue_size:
-                raise OverloadedError(f"{len(self._waiting)} requests already wait for {self.name}; retry later",
-                                      retry_after_s=self.retry_after_s)
-            self._waiting.append(job)
-            self.on_depth(len(self._waiting))
-            self._condition.notify()
+        self.queue.put_all([job])
         return job
 
     def close(self) -> None:
         """Stop taking requests, finish the running and waiting ones, and end the thread."""
-        with self._condition:
-            self._closed = True
-            self._condition.notify()
+        self.queue.close()
         self._thread.join(timeout=30)
 
     @torch.inference_mode()
@@ -207,23 +196,12 @@ class GenerationWorker:
         cache = self.model(input_ids=torch.tensor([start], device=self.model.device), use_cache=True).cache
         return isinstance(cache, DynamicCache) and all(type(layer) is DynamicLayer for layer in cache.layers)
 
-    def _seat(self, running: int) -> list[Job] | None:
-        """Waiting jobs for the free seats; blocks while nothing runs or waits; None once closed and drained."""
-        with self._condition:
-            while not self._waiting and not running:
-                if self._closed:
-                    return None
-                self._condition.wait()
-            jobs = [self._waiting.popleft() for _ in range(min(self.max_batch_size - running, len(self._waiting)))]
-            if jobs:
-                self.on_depth(len(self._waiting))
-            return jobs
-
     def _run(self) -> None:
         with torch.inference_mode():
-            running: list[tuple[Job, Sequence]] = []
+            running: list[tuple[Job, DecodingSequence]] = []
             rows = None
-            while (jobs := self._seat(len(running))) is not None:
+            # waiting jobs take the free seats between steps; block only while nothing runs
+            while (jobs := self.queue.take(self.max_batch_size - len(running), block=not running)) is not None:
                 for job in jobs:
                     if job.cancelled:
                         job._put(None)
@@ -264,10 +242,10 @@ class GenerationWorker:
                     else:
                         rows = None
 
-    def _prefill(self, job: Job) -> tuple[Sequence, torch.Tensor, StateRows | CacheRows]:
+    def _prefill(self, job: Job) -> tuple[DecodingSequence, torch.Tensor, StateRows | CacheRows]:
         """The job's sequence, the logits after its prompt, and its state as a one-row batch."""
         device = self.model.device
-        sequence = Sequence(self.tokenizer, job.ids, job.config, self.ends, device)
+        sequence = DecodingSequence(self.tokenizer, job.ids, job.config, self.ends, device)
         input_ids = torch.tensor([job.ids], device=device)
         if isinstance(self.model, LSTMForCausalLM):
             output = self.model(input_ids=input_ids, use_cache=True)
@@ -277,10 +255,10 @@ class GenerationWorker:
             rows = CacheRows(output.cache, len(job.ids), device)
         return sequence, output.logits[:, -1, :].float(), rows
 
-    def _emit(self, job: Job, sequence: Sequence, text: str) -> None:
+    def _emit(self, job: Job, sequence: DecodingSequence, text: str) -> None:
         """The token `sequence` just picked, as an event; the result first when it was the last."""
         token = sequence.token_ids[-1]
-        logprob = sequence.token_logprobs[-1].logprob if sequence.token_logprobs else None
+        logprob = sequence.logprobs[-1] if sequence.logprobs else None  # only when the request asked for them
         if len(sequence.token_ids) == 1:
             self.on_first_token(time.perf_counter() - job.submitted)
         self.on_tokens(1)
