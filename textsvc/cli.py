@@ -10,7 +10,7 @@ import typing
 
 from textsvc.config.common import build_configs, read_config_file
 from textsvc.config.sampling import SamplingConfig
-from textsvc.config.serving import ServingConfig
+from textsvc.config.serving import DTYPES, ServingConfig
 from textsvc.config.training import (
     ClassifierModelConfig,
     DataConfig,
@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
     evaluate.add_argument("--per_device_eval_batch_size", type=int, default=64, help="texts per batch (default: 64)")
     evaluate.add_argument("--block_size", type=int, help="generators: tokens per window (default: training's)")
+    evaluate.add_argument("--dtype", default="float32", choices=DTYPES,
+                          help="float32 (default), bfloat16, float16, or auto as `serve` picks it: what a dtype "
+                               "costs in accuracy")
 
     generate = commands.add_parser("generate", help="continue a prompt with a generator")
     generate.add_argument("--model_dir", required=True, help="the generator's model directory")
@@ -140,10 +143,10 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
     if is_generator(args.model_dir):
         report = evaluate_generator(args.model_dir, args.test_file, args.text_column, args.device,
-                                    args.per_device_eval_batch_size, args.block_size)
+                                    args.per_device_eval_batch_size, args.block_size, args.dtype)
     else:
         report = evaluate_classifier(args.model_dir, args.test_file, args.text_column, args.label_column,
-                                     args.device, args.per_device_eval_batch_size)
+                                     args.device, args.per_device_eval_batch_size, args.dtype)
     print(json.dumps(report, indent=2))
 
 
@@ -201,7 +204,7 @@ def run_card(args: argparse.Namespace) -> None:
 def run_serve(args: argparse.Namespace) -> None:
     import waitress
 
-    from textsvc.config.serving import serving_env_values
+    from textsvc.config.serving import http_threads, serving_env_values
     from textsvc.serving.api import create_app
     from textsvc.serving.engine import discover_models
 
@@ -216,7 +219,7 @@ def run_serve(args: argparse.Namespace) -> None:
     app = create_app(config)
     print(f"textsvc: serving {config.models_dir} on http://{config.host}:{config.port}", file=sys.stderr, flush=True)
     # a request look-ahead lets waitress notice a client that hung up mid-stream (environ's client_disconnected)
-    waitress.serve(app, host=config.host, port=config.port, threads=config.threads, channel_request_lookahead=1,
+    waitress.serve(app, host=config.host, port=config.port, threads=http_threads(config), channel_request_lookahead=1,
                    ident="textsvc")
 
 

@@ -31,9 +31,6 @@ def pick_precision(requested: str, device: torch.device) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
 def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
     """The dtype a model is served in. "auto" is bfloat16 on GPUs that have it and on CPUs with AVX-512 BF16 or
     AMX (oneDNN runs bf16 matmuls natively there, about twice float32's speed), else float32."""

@@ -16,7 +16,7 @@ from transformers import (
 )
 
 import textsvc  # noqa: F401  (registers textsvc's architectures with the Auto classes)
-from textsvc.devices import pick_device
+from textsvc.devices import pick_device, pick_dtype
 from textsvc.modeldir import check_model_dir, read_json
 from textsvc.models.lstm import LSTMForCausalLM
 from textsvc.tokenization import load_tokenizer
@@ -45,23 +45,28 @@ class LoadedClassifier:
     @torch.inference_mode()
     def logits(self, ids: list[list[int]]) -> torch.Tensor:
         """The batched forward pass: token id rows padded into one batch, (B, num_labels) float32 logits on the CPU."""
-        batch = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
-        inputs = {name: tensor.to(self.device) for name, tensor in batch.items()
-                  if name in self.tokenizer.model_input_names}
-        return self.model(**inputs).logits.float().cpu()  # (B, num_labels)
+        longest = max(len(row) for row in ids)
+        input_ids = torch.full((len(ids), longest), self.tokenizer.pad_token_id or 0, dtype=torch.long)  # (B, T)
+        mask = torch.zeros_like(input_ids)
+        for index, row in enumerate(ids):  # right padding, built here: `tokenizer.pad` costs more than small passes
+            input_ids[index, :len(row)], mask[index, :len(row)] = torch.tensor(row), 1
+        return self.model(input_ids=input_ids.to(self.device),
+                          attention_mask=mask.to(self.device)).logits.float().cpu()  # (B, num_labels)
 
 
-def _load_model(auto_class: type, model_dir: str | Path,
-                device: str | None) -> tuple[Path, PreTrainedModel, torch.device]:
-    """A checked model directory, its weights (safetensors only, no remote code) in eval mode, and their device."""
+def _load_model(auto_class: type, model_dir: str | Path, device: str | None,
+                dtype: str) -> tuple[Path, PreTrainedModel, torch.device]:
+    """A checked model directory, its weights (safetensors only, no remote code) in eval mode in `dtype` (see
+    `devices.pick_dtype`), and their device."""
     path, target = check_model_dir(model_dir), pick_device(device)
-    model = auto_class.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
+    model = auto_class.from_pretrained(path, use_safetensors=True, trust_remote_code=False,
+                                       dtype=pick_dtype(dtype, target))
     return path, model.to(target).eval(), target
 
 
-def load_classifier(model_dir: str | Path, device: str | None = None) -> LoadedClassifier:
+def load_classifier(model_dir: str | Path, device: str | None = None, dtype: str = "float32") -> LoadedClassifier:
     """Load weights (safetensors only, no remote code) and tokenizer from a model directory."""
-    path, model, target = _load_model(AutoModelForSequenceClassification, model_dir, device)
+    path, model, target = _load_model(AutoModelForSequenceClassification, model_dir, device, dtype)
     tokenizer = load_tokenizer(str(path))
     limit = getattr(model.config, "max_position_embeddings", None) or tokenizer.model_max_length
     return LoadedClassifier(model, tokenizer, target, int(min(limit, tokenizer.model_max_length)))
@@ -94,9 +99,9 @@ def is_generator(model_dir: str | Path) -> bool:
     return is_causal_lm_config(AutoConfig.from_pretrained(check_model_dir(model_dir)))
 
 
-def load_generator(model_dir: str | Path, device: str | None = None) -> LoadedGenerator:
+def load_generator(model_dir: str | Path, device: str | None = None, dtype: str = "float32") -> LoadedGenerator:
     """Load weights (safetensors only, no remote code) and tokenizer from a model directory."""
-    path, model, target = _load_model(AutoModelForCausalLM, model_dir, device)
+    path, model, target = _load_model(AutoModelForCausalLM, model_dir, device, dtype)
     info = read_json(path / "training_info.json") or {}
     block = (info.get("hyperparameters") or {}).get("block_size")
     limit = context_length(model)

@@ -19,7 +19,7 @@ from textsvc.serving.generator_batching import GenerationWorker
 
 @pytest.fixture(scope="module")
 def engine(models_dir):
-    engine = Engine(ServingConfig(models_dir=str(models_dir), device="cpu", max_wait_ms=1))
+    engine = Engine(ServingConfig(models_dir=str(models_dir), device="cpu", max_wait_ms=1, dtype="float32"))
     engine.load()
     yield engine
     engine.close()

@@ -11,6 +11,7 @@ from typing import Any
 from textsvc.config.common import require, setting
 from textsvc.errors import ConfigError
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")  # what `devices.pick_dtype` turns into a torch dtype
 ENV_PREFIX = "TEXTSVC_"  # TEXTSVC_API_KEYS=k1,k2 sets `api_keys`: keys stay out of argv and shell history
 
 
@@ -28,11 +29,17 @@ class ServingConfig:
     default_generator: str | None = setting(None, "model for requests that name none (default: the only "
                                                   "generator, if there is one)")
     device: str | None = setting(None, "cpu, cuda or cuda:N (default: cuda when present)")
+    dtype: str = setting("auto", "float32, bfloat16, float16, or auto: bfloat16 on GPUs that have it and on CPUs "
+                                 "with AVX-512 BF16 or AMX, else float32")
     host: str = setting("127.0.0.1", "address to listen on")
     port: int = setting(8000, "port to listen on")
-    threads: int = setting(8, "waitress worker threads: concurrent requests, streams included")
+    threads: int | None = setting(None, "HTTP worker threads, streams included (default: enough for every seat the "
+                                        "engine can fill, see http_threads)")
     max_batch_size: int = setting(32, "texts per classifier forward pass")
-    max_wait_ms: float = setting(5.0, "how long a classifier batch waits for more requests")
+    max_batch_tokens: int = setting(16384, "padded tokens per classifier forward pass (TEI's max_batch_tokens)")
+    max_wait_ms: float = setting(0.0, "how long a classifier batch waits for more texts; at 0 a text that finds the "
+                                      "model idle runs at once, and texts that arrive while it is busy form the "
+                                      "next batch")
     max_generation_batch_size: int = setting(16, "sequences one generator decodes together; waiting requests join "
                                                  "between steps")
     max_queue_size: int = setting(256, "texts waiting per classifier, and requests waiting per generator, before "
@@ -50,13 +57,22 @@ class ServingConfig:
         require(self.models_dir is None or bool(self.models_dir), "models_dir",
                 "must not be empty (leave it unset to serve the default models)")
         require(self.home is None or bool(self.home), "home", "must not be empty")
-        for name in ("port", "threads", "max_batch_size", "max_generation_batch_size", "max_queue_size", "max_inputs",
+        require(self.threads is None or self.threads > 0, "threads", "must be positive")
+        for name in ("port", "max_batch_size", "max_batch_tokens", "max_generation_batch_size", "max_queue_size", "max_inputs",
                      "max_content_length", "max_new_tokens_limit"):
             require(getattr(self, name) > 0, name, "must be positive")
         require(self.port < 65536, "port", "must be below 65536")
+        require(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
         require(0 <= self.max_wait_ms <= 10_000, "max_wait_ms", "must be in [0, 10000]")
         require(self.retry_after_s >= 0, "retry_after_s", "must be >= 0")
         require(self.api_keys is None or all(self.api_keys), "api_keys", "must not contain empty keys")
+
+
+def http_threads(config: ServingConfig) -> int:
+    """The HTTP server's threads: `threads`, else enough that they never cap the engine. A request holds its thread
+    while it waits (a stream until its last token), so every generator seat, as many streams waiting for one, and a
+    full classifier batch each get a thread, plus a few for health checks and metrics."""
+    return config.threads or 2 * config.max_generation_batch_size + config.max_batch_size + 8
 
 
 def serving_env_values(environ: typing.Mapping[str, str] | None = None) -> dict[str, Any]:

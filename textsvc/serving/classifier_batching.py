@@ -1,8 +1,12 @@
-"""Dynamic batching for classifiers: texts from many request threads gathered into one forward pass on a worker
-thread."""
+"""Dynamic batching for classifiers: texts from many request threads gathered into forward passes on a worker thread.
+
+As in TEI, a text that finds the worker idle runs at once; texts that arrive while it is busy wait and form the next
+batch, sorted by length and cut by a token budget as well as by count, so that padding stays small.
+"""
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -11,17 +15,33 @@ from typing import Any
 from textsvc.serving.admission import AdmissionQueue
 
 
+def plan_batches(lengths: Sequence[int], max_count: int, max_tokens: int) -> list[list[int]]:
+    """Indices of items grouped into batches: shortest first, each at most `max_count` items and `max_tokens` padded
+    tokens (its longest item times its size); an item longer than `max_tokens` runs alone."""
+    batches, current, longest = [], [], 0
+    for index in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        grown = max(longest, lengths[index])
+        if current and (len(current) == max_count or grown * (len(current) + 1) > max_tokens):
+            batches.append(current)
+            current, grown = [], lengths[index]
+        current.append(index)
+        longest = grown
+    return batches + [current] if current else batches
+
+
 class DynamicBatcher:
-    """Collects items until `max_batch_size` are waiting or the oldest has waited `max_wait_ms`, then runs
-    `predict(items) -> results` once on its worker thread and hands each caller its own result (a Future).
+    """Takes what waits (after `max_wait_ms` more for company, 0 by default), runs `predict(items) -> results` on
+    its worker thread in batches planned by `plan_batches`, and hands each caller its own result (a Future).
 
     Items wait in a bounded queue: `submit_all` refuses with `overloaded` rather than letting latency grow without end.
     """
 
     def __init__(self, predict: Callable[[list[Any]], Sequence[Any]], *, max_batch_size: int, max_wait_ms: float,
                  max_queue_size: int, name: str = "batcher", retry_after_s: int = 1,
+                 max_batch_tokens: int | None = None, length: Callable[[Any], int] | None = None,
                  on_batch: Callable[[int], None] | None = None, on_depth: Callable[[int], None] | None = None):
         self.predict, self.max_batch_size, self.max_wait_s = predict, max_batch_size, max_wait_ms / 1000
+        self.max_batch_tokens, self.length = max_batch_tokens, length
         self.on_batch = on_batch or (lambda size: None)
         self.queue: AdmissionQueue[tuple[Any, Future]] = AdmissionQueue(
             max_queue_size, name=name, unit="texts", retry_after_s=retry_after_s, on_depth=on_depth)
@@ -40,16 +60,20 @@ class DynamicBatcher:
         self._worker.join(timeout=10)
 
     def _run(self) -> None:
-        while (batch := self.queue.take(self.max_batch_size, gather_s=self.max_wait_s)) is not None:
-            batch = [(item, future) for item, future in batch if future.set_running_or_notify_cancel()]
-            if not batch:
-                continue
-            self.on_batch(len(batch))
-            try:
-                results = self.predict([item for item, _ in batch])
-            except BaseException as error:  # the callers see the error; the worker lives on
-                for _, future in batch:
-                    future.set_exception(error)
-                continue
-            for (_, future), result in zip(batch, results, strict=True):
-                future.set_result(result)
+        while (taken := self.queue.take(self.max_batch_size, gather_s=self.max_wait_s)) is not None:
+            taken = [(item, future) for item, future in taken if future.set_running_or_notify_cancel()]
+            lengths = [self.length(item) if self.length else 1 for item, _ in taken]  # no `length`: count only
+            budget = self.max_batch_tokens if self.length and self.max_batch_tokens else sys.maxsize
+            for indices in plan_batches(lengths, self.max_batch_size, budget):
+                self._predict([taken[index] for index in indices])
+
+    def _predict(self, batch: list[tuple[Any, Future]]) -> None:
+        self.on_batch(len(batch))
+        try:
+            results = self.predict([item for item, _ in batch])
+        except BaseException as error:  # the callers see the error; the worker lives on
+            for _, future in batch:
+                future.set_exception(error)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            future.set_result(result)

@@ -125,7 +125,7 @@ class Engine:
         return self._load_generator(name, path) if is_generator(path) else self._load_classifier(name, path)
 
     def _load_generator(self, name: str, path: Path) -> ServedGenerator:
-        loaded = load_generator(path, self.config.device)
+        loaded = load_generator(path, self.config.device, self.config.dtype)
         served = ServedGenerator(name, path, loaded)
         served.worker = GenerationWorker(
             loaded.model, loaded.tokenizer, max_batch_size=self.config.max_generation_batch_size,
@@ -137,11 +137,12 @@ class Engine:
         return served
 
     def _load_classifier(self, name: str, path: Path) -> ServedClassifier:
-        loaded, hooks = load_classifier(path, self.config.device), self.telemetry.worker_hooks(name)
+        loaded, hooks = load_classifier(path, self.config.device, self.config.dtype), self.telemetry.worker_hooks(name)
         served = ServedClassifier(name, path, loaded)
         served.batcher = DynamicBatcher(
             lambda ids: list(loaded.logits(ids)), max_batch_size=self.config.max_batch_size,  # B x (num_labels,)
-            max_wait_ms=self.config.max_wait_ms, max_queue_size=self.config.max_queue_size, name=name,
+            max_wait_ms=self.config.max_wait_ms, max_batch_tokens=self.config.max_batch_tokens, length=len,
+            max_queue_size=self.config.max_queue_size, name=name,
             retry_after_s=self.config.retry_after_s, on_batch=hooks["on_batch"], on_depth=hooks["on_depth"])
         if self.config.warmup:
             loaded.logits(loaded.encode(["warm up"]))

@@ -14,9 +14,10 @@ from textsvc.training.text_data import IGNORE_INDEX, evaluation_blocks, load_tex
 
 
 def evaluate_classifier(model_dir: str, test_file: str, text_column: str | None = None,
-                        label_column: str | None = None, device: str | None = None, batch_size: int = 64) -> dict:
+                        label_column: str | None = None, device: str | None = None, batch_size: int = 64,
+                        dtype: str = "float32") -> dict:
     """Accuracy, macro precision/recall/F1, per-class figures, confusion matrix and mean loss on `test_file`."""
-    classifier = load_classifier(model_dir, device)
+    classifier = load_classifier(model_dir, device, dtype)
     dataset = load_file(test_file)
     columns = list(dataset.column_names)
     text_column = text_column or guess_column(columns, TEXT_COLUMN_GUESSES, "text")
@@ -71,9 +72,9 @@ def generator_report(total_loss: float, num_tokens: int, num_chars: int) -> dict
 
 
 def evaluate_generator(model_dir: str, test_file: str, text_column: str | None = None, device: str | None = None,
-                       batch_size: int = 8, block_size: int | None = None) -> dict:
+                       batch_size: int = 8, block_size: int | None = None, dtype: str = "float32") -> dict:
     """Loss, perplexity and loss per character of a generator on a text file (or a text column)."""
-    generator = load_generator(model_dir, device)
+    generator = load_generator(model_dir, device, dtype)
     tokenized = tokenize_documents(load_text_file(test_file, text_column), generator.tokenizer)
     pad = generator.tokenizer.pad_token_id
     total, count = language_model_loss(generator.model, token_stream(tokenized), block_size or generator.block_size,
