@@ -13,7 +13,7 @@ import torch
 from textsvc.cards.classifier import read_card_metadata
 from textsvc.config.sampling import SamplingConfig
 from textsvc.config.serving import ServingConfig
-from textsvc.errors import ConfigError, OverloadedError, RequestError
+from textsvc.errors import ConfigError, ErrorCode, OverloadedError, RequestError
 from textsvc.generation.sampling import GenerationResult
 from textsvc.loading import (
     LoadedClassifier,
@@ -159,7 +159,7 @@ class Engine:
     def model(self, name: str | None, kind: str | None = None) -> ServedClassifier | ServedGenerator:
         """The model called `name` (of `kind`, if given), or the default one; `unknown_model` (404) otherwise."""
         if not self.ready:
-            raise OverloadedError("the models are still loading", code="not_ready",
+            raise OverloadedError("the models are still loading", code=ErrorCode.NOT_READY,
                                   retry_after_s=self.config.retry_after_s)
         if name is None:
             default = self.config.default_classifier if kind == "classifier" else self.config.default_generator
@@ -169,8 +169,7 @@ class Engine:
             name = candidates[0]
         served = self.models.get(name)
         if served is None or kind is not None and served.kind != kind:
-            raise RequestError(f"no {kind or 'model'} named {name!r}", code="unknown_model", field="model",
-                               http_status=404)
+            raise RequestError(f"no {kind or 'model'} named {name!r}", code=ErrorCode.UNKNOWN_MODEL, field="model")
         return served
 
     def card(self, name: str) -> dict:
@@ -178,7 +177,7 @@ class Engine:
         served = self.model(name)
         card = served.path / "README.md"
         if not card.is_file():
-            raise RequestError(f"{name} has no model card", code="not_found", http_status=404)
+            raise RequestError(f"{name} has no model card", code=ErrorCode.NOT_FOUND)
         text = card.read_text(encoding="utf-8")
         return {"name": name, "metadata": read_card_metadata(text), "markdown": text}
 
@@ -219,7 +218,7 @@ def encode(served: ServedClassifier, texts: list[str], truncation: bool) -> list
     for index, row in enumerate(ids):
         if len(row) > limit:
             raise RequestError(f"inputs[{index}]: {len(row)} tokens, more than the model's {limit}; send "
-                               "parameters.truncation = true to cut it", code="input_too_long", field="inputs")
+                               "parameters.truncation = true to cut it", code=ErrorCode.INPUT_TOO_LONG, field="inputs")
     return ids
 
 
