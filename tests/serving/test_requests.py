@@ -3,11 +3,23 @@ gets when malformed."""
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
+
 import pytest
 
+from textsvc.config.sampling import SamplingConfig
 from textsvc.config.serving import ServingConfig
 from textsvc.errors import RequestError
-from textsvc.serving.requests import ClassifyParameters, parse_classify, parse_completion, parse_tgi
+from textsvc.serving.requests import (
+    ClassifyParameters,
+    CompletionRequest,
+    TgiParameters,
+    parse_classify,
+    parse_completion,
+    parse_tgi,
+)
 
 CONFIG = ServingConfig(max_inputs=3, max_new_tokens_limit=100)
 
@@ -79,3 +91,16 @@ def test_bad_bodies_get_their_code_and_field(parse, body, code, field):
     with pytest.raises(RequestError) as error:
         parse(body, CONFIG, **({"stream": False} if parse is parse_tgi else {}))
     assert (error.value.code, error.value.field) == (code, field)
+
+
+def members(hint) -> set:
+    """The types of a union, or the one type."""
+    return set(typing.get_args(hint)) if typing.get_origin(hint) in (types.UnionType, typing.Union) else {hint}
+
+
+@pytest.mark.parametrize("cls", [TgiParameters, CompletionRequest], ids=lambda cls: cls.__name__)
+def test_sampling_fields_keep_sampling_config_s_types(cls):
+    sampling, hints = typing.get_type_hints(SamplingConfig), typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if "sampling" in field.metadata:
+            assert members(sampling[field.metadata["sampling"]]) <= members(hints[field.name]), field.name
