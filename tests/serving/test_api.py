@@ -12,7 +12,9 @@ from textsvc.config.sampling import SamplingConfig
 from textsvc.generation.loop import generate
 from textsvc.serving.api import create_app
 from textsvc.serving.engine import Engine
-from textsvc.serving.openapi import ERROR_CODES
+from textsvc.serving.openapi import openapi_document
+
+ERROR_CODES = openapi_document()["components"]["schemas"]["ErrorCode"]["enum"]  # the codes /openapi.json lists
 
 
 @pytest.fixture(scope="module")

@@ -9,18 +9,47 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import operator
 import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
-from textsvc.errors import ConfigError
+from textsvc.errors import ConfigError, ErrorCode
 
 
-def setting(default: Any, help: str) -> Any:
-    """A dataclass field whose CLI help is `metadata["help"]`, the form `transformers.HfArgumentParser` reads."""
-    return dataclasses.field(default=default, metadata={"help": help})
+def setting(default: Any, help: str, **schema: Any) -> Any:
+    """A dataclass field whose CLI help is `metadata["help"]`, the form `transformers.HfArgumentParser` reads; its
+    bounds, JSON Schema keywords (`minimum=0`, `maxItems=16`), go to `metadata["schema"]` for `check_range` and the
+    OpenAPI document."""
+    return dataclasses.field(default=default, metadata={"help": help, **({"schema": schema} if schema else {})})
+
+
+RANGE_CHECKS = {  # JSON Schema keyword: (holds(value, bound), the message)
+    "minimum": (operator.ge, "must be >= {}"),
+    "exclusiveMinimum": (operator.gt, "must be > {}"),
+    "maximum": (operator.le, "must be <= {}"),
+    "exclusiveMaximum": (operator.lt, "must be < {}"),
+    "minLength": (lambda value, bound: len(value) >= bound, "must not be shorter than {} characters"),
+    "maxItems": (lambda value, bound: len(value) <= bound, "must have at most {} items"),
+    "enum": (lambda value, bound: value in bound, "must be one of {}"),
+}
+
+
+def check_range(name: str, value: Any, schema: dict[str, Any]) -> None:
+    """Refuse a value outside its field's JSON Schema bounds, naming the field (null, where allowed, is no value)."""
+    if value is None:
+        return
+    require(not isinstance(value, float) or math.isfinite(value), name, "must be a finite number")
+    for keyword, bound in schema.items():
+        if keyword == "items":
+            for item in value:
+                check_range(name, item, bound)
+        elif keyword in RANGE_CHECKS:
+            holds, message = RANGE_CHECKS[keyword]
+            require(holds(value, bound), name, message.format(bound))
 
 
 def require(condition: bool, field: str, message: str) -> None:
@@ -50,13 +79,13 @@ def read_config_file(path: str) -> dict[str, Any]:
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as error:
-        raise ConfigError(f"config file {path}: {error.strerror}", code="config_file_unreadable") from error
+        raise ConfigError(f"config file {path}: {error.strerror}", code=ErrorCode.CONFIG_FILE_UNREADABLE) from error
     try:
         values = tomllib.loads(text) if file.suffix == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"config file {path}: {error}", code="config_file_unreadable") from error
+        raise ConfigError(f"config file {path}: {error}", code=ErrorCode.CONFIG_FILE_UNREADABLE) from error
     if not isinstance(values, dict):
-        raise ConfigError(f"config file {path}: expected a table of field names", code="config_file_unreadable")
+        raise ConfigError(f"config file {path}: expected a table of field names", code=ErrorCode.CONFIG_FILE_UNREADABLE)
     return values
 
 
@@ -65,7 +94,7 @@ def build_configs(values: dict[str, Any], *classes: type) -> tuple:
     known = {f.name for cls in classes for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"unknown setting {unknown[0]!r}", code="unknown_setting", field=unknown[0])
+        raise ConfigError(f"unknown setting {unknown[0]!r}", code=ErrorCode.UNKNOWN_SETTING, field=unknown[0])
     built = []
     for cls in classes:
         fields, hints = {f.name: f for f in dataclasses.fields(cls)}, typing.get_type_hints(cls)

@@ -1,4 +1,8 @@
-"""Sampling configuration: how a generator picks its next tokens, checked as it arrives from JSON or flags."""
+"""Sampling configuration: how a generator picks its next tokens, checked as it arrives from JSON or flags.
+
+The rules on `max_new_tokens` live here: its default and bounds on the field, the server's cap in `served_bounds`,
+the room left in a model's context in `fit_to_context`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ import dataclasses
 import typing
 from dataclasses import dataclass
 
-from textsvc.config.common import coerce, require, setting
+from textsvc.config.common import check_range, coerce, require, setting
+from textsvc.errors import ErrorCode, RequestError
 
 
 @dataclass(frozen=True)
@@ -17,32 +22,53 @@ class SamplingConfig:
     the same `seed` and request give the same text; `logprobs` asks for each token's log-probability.
     """
 
-    max_new_tokens: int = setting(64, "tokens to generate at most")
-    temperature: float = setting(1.0, "softmax temperature; 0 is greedy decoding")
-    top_k: int = setting(0, "sample among the k likeliest tokens; 0 is off")
-    top_p: float = setting(1.0, "sample within the smallest set of tokens holding this probability; 1 is off")
+    max_new_tokens: int = setting(64, "tokens to generate at most", minimum=1)  # capped by `served_bounds`
+    temperature: float = setting(1.0, "softmax temperature; 0 is greedy decoding", minimum=0)
+    top_k: int = setting(0, "sample among the k likeliest tokens; 0 is off", minimum=0)
+    top_p: float = setting(1.0, "sample within the smallest set of tokens holding this probability; 1 is off",
+                           exclusiveMinimum=0, maximum=1)
     repetition_penalty: float = setting(1.0, "CTRL's penalty on tokens already in the text (Keskar et al. 2019); "
-                                             "1 is off")
-    stop: tuple[str, ...] = setting((), "comma-separated stop strings (a config file can give a list)")
-    seed: int | None = setting(None, "seed of the sampler: the same seed and request give the same text")
+                                             "1 is off", exclusiveMinimum=0)
+    stop: tuple[str, ...] = setting((), "comma-separated stop strings (a config file can give a list)",
+                                    maxItems=16, items={"minLength": 1})
+    seed: int | None = setting(None, "seed of the sampler: the same seed and request give the same text",
+                               minimum=0, maximum=2**63 - 1)
     logprobs: bool = setting(False, "return each token's log-probability")
 
     def __post_init__(self):
         if isinstance(self.stop, str):  # one stop string given bare
             object.__setattr__(self, "stop", (self.stop,))
-        require(isinstance(self.stop, (list, tuple)) and all(isinstance(s, str) and s for s in self.stop),
-                "stop", "must be a list of non-empty strings")
+        # before `coerce`, which would read [3] as ("3",)
+        require(isinstance(self.stop, (list, tuple)) and all(isinstance(s, str) for s in self.stop),
+                "stop", "must be a list of strings")
         hints = typing.get_type_hints(SamplingConfig)
         for field in dataclasses.fields(self):  # requests arrive as JSON: check types before comparing values
-            object.__setattr__(self, field.name, coerce(getattr(self, field.name), field, hints[field.name]))
-        require(self.max_new_tokens > 0, "max_new_tokens", "must be positive")
-        require(0 <= self.temperature < float("inf"), "temperature", "must be >= 0 (0 is greedy)")
-        require(self.top_k >= 0, "top_k", "must be >= 0 (0 is off)")
-        require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
-        require(0 < self.repetition_penalty < float("inf"), "repetition_penalty", "must be positive")
-        require(len(self.stop) <= 16, "stop", "at most 16 stop strings")
-        require(self.seed is None or 0 <= self.seed < 2**63, "seed", "must be in [0, 2**63)")
+            value = coerce(getattr(self, field.name), field, hints[field.name])
+            check_range(field.name, value, field.metadata.get("schema", {}))
+            object.__setattr__(self, field.name, value)
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+
+def served_bounds(max_new_tokens_limit: int) -> dict[str, dict]:
+    """The server's caps on request fields, as JSON Schema bounds by SamplingConfig field (checked, and documented)."""
+    return {"max_new_tokens": {"maximum": max_new_tokens_limit}}
+
+
+def fit_to_context(config: SamplingConfig, prompt_tokens: int, context: int | None, shrink: bool) -> SamplingConfig:
+    """`config` for a prompt of `prompt_tokens` in a model of `context` positions (None: unbounded).
+
+    `shrink` lowers a `max_new_tokens` that the request left at its default to the room left (TGI does the same);
+    otherwise prompt and new tokens beyond the context are `input_too_long`.
+    """
+    if context is None:
+        return config
+    if shrink and prompt_tokens < context:
+        config = dataclasses.replace(config, max_new_tokens=min(config.max_new_tokens, context - prompt_tokens))
+    if prompt_tokens + config.max_new_tokens > context:
+        raise RequestError(f"inputs: {prompt_tokens} tokens + max_new_tokens {config.max_new_tokens} exceed the "
+                           f"model's context of {context}; shorten the prompt, lower max_new_tokens or set truncate",
+                           code=ErrorCode.INPUT_TOO_LONG, field="inputs")
+    return config

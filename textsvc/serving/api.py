@@ -23,7 +23,7 @@ from werkzeug.exceptions import HTTPException
 
 from textsvc.config.common import build_configs
 from textsvc.config.serving import ServingConfig, serving_env_values
-from textsvc.errors import OverloadedError, RequestError, TextsvcError
+from textsvc.errors import ErrorCode, OverloadedError, RequestError, TextsvcError, error_body
 from textsvc.serving.engine import Engine
 from textsvc.serving.openapi import openapi_document
 from textsvc.serving.requests import (
@@ -40,8 +40,10 @@ from textsvc.serving.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 PAGE_DIR = Path(__file__).parent / "static"
-HTTP_CODES = {400: "malformed_json", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
-              415: "unsupported_media_type"}
+# werkzeug's HTTP errors by status as textsvc's codes; any other status answers `http_error`
+HTTP_CODES = {code.http_status: code for code in (ErrorCode.MALFORMED_JSON, ErrorCode.NOT_FOUND,
+                                                  ErrorCode.METHOD_NOT_ALLOWED, ErrorCode.PAYLOAD_TOO_LARGE,
+                                                  ErrorCode.UNSUPPORTED_MEDIA_TYPE)}
 
 ops = Blueprint("ops", __name__)
 models = Blueprint("models", __name__)
@@ -84,9 +86,9 @@ def _load_quietly(engine: Engine) -> None:
 
 # --- errors and bookkeeping -----------------------------------------------------------------------------------
 
-def _error(status: int, code: str, message: str, field: str | None = None) -> Response:
-    response = jsonify(_error_body(_api_style(), status, code, message, field))
-    response.status_code = status
+def _error(code: ErrorCode, message: str, field: str | None = None, status: int | None = None) -> Response:
+    response = jsonify(error_body(_api_style(), code, message, field, status))
+    response.status_code = status or code.http_status
     return response
 
 
@@ -97,30 +99,18 @@ def _api_style() -> str:
     return "openai" if request.path.startswith("/v1/") else "textsvc"
 
 
-def _error_body(style: str, status: int, code: str, message: str, field: str | None) -> dict:
-    """The error as each API's clients parse it; every shape carries textsvc's stable `code`."""
-    if style == "tgi":  # text_generation and huggingface_hub read a string `error` and its `error_type`
-        kind = ("overloaded" if status in (429, 503) else "generation" if status >= 500 else
-                "unauthorized" if status == 401 else "validation")
-        return {"error": message, "error_type": kind, "code": code, **({"field": field} if field else {})}
-    if style == "openai":
-        kind = ("server_error" if status >= 500 else "authentication_error" if status == 401 else
-                "invalid_request_error")
-        return {"error": {"message": message, "type": kind, "param": field, "code": code}}
-    return {"error": {"code": code, "message": message, **({"field": field} if field else {})}}
-
-
 def _textsvc_error(error: TextsvcError) -> Response:
-    response = _error(error.http_status, error.code, error.message, error.field)
+    response = _error(error.code, error.message, error.field)
     if isinstance(error, OverloadedError):
         response.headers["Retry-After"] = str(error.retry_after_s)
-    if error.code == "unauthorized":
+    if error.code == ErrorCode.UNAUTHORIZED:
         response.headers["WWW-Authenticate"] = "Bearer"
     return response
 
 
 def _http_error(error: HTTPException) -> Response:
-    response = _error(error.code or 500, HTTP_CODES.get(error.code, "http_error"), error.description or error.name)
+    code = HTTP_CODES.get(error.code, ErrorCode.HTTP_ERROR)
+    response = _error(code, error.description or error.name, status=error.code or 500)
     if error.code == 405:
         response.headers["Allow"] = ", ".join(error.valid_methods or ())
     return response
@@ -128,7 +118,7 @@ def _http_error(error: HTTPException) -> Response:
 
 def _unexpected_error(error: Exception) -> Response:
     log.exception("unexpected error on %s", request.path)
-    return _error(500, "internal_error", "the service failed on this request; see its log")
+    return _error(ErrorCode.INTERNAL_ERROR, "the service failed on this request; see its log")
 
 
 def _start_timer() -> None:
@@ -145,13 +135,13 @@ def _count_request(response: Response) -> Response:
 
 def _json_body() -> object:
     if request.mimetype != "application/json":
-        raise RequestError("send the body as application/json", code="unsupported_media_type", http_status=415)
+        raise RequestError("send the body as application/json", code=ErrorCode.UNSUPPORTED_MEDIA_TYPE)
     try:
         body = json.loads(request.get_data(cache=False))
         json.dumps(body, ensure_ascii=False).encode("utf-8")  # refuses lone surrogates ("\ud800") tokenizers choke on
         return body
     except (ValueError, RecursionError) as error:  # RecursionError: "[[[[..." nested past Python's stack
-        raise RequestError(f"the body is not valid JSON: {error}", code="malformed_json") from error
+        raise RequestError(f"the body is not valid JSON: {error}", code=ErrorCode.MALFORMED_JSON) from error
 
 
 def _event_stream(events: Iterator[dict], release: Callable[[], None], done: str | None = None) -> Response:
@@ -165,11 +155,11 @@ def _event_stream(events: Iterator[dict], release: Callable[[], None], done: str
             if done:
                 yield f"data: {done}\n\n"
         except TextsvcError as error:
-            body = _error_body(style, error.http_status, error.code, error.message, error.field)
+            body = error_body(style, error.code, error.message, error.field)
             yield f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
         except Exception:  # the headers are gone: say so in the stream
             log.exception("generation failed mid-stream")
-            body = _error_body(style, 500, "internal_error", "generation failed", None)
+            body = error_body(style, ErrorCode.INTERNAL_ERROR, "generation failed")
             yield f"data: {json.dumps(body)}\n\n"
         finally:
             release()
@@ -220,7 +210,7 @@ def ready():
         return jsonify(status="ready", models=len(engine.models))
     failed = engine.load_error is not None
     message = f"loading failed: {engine.load_error}" if failed else "the models are still loading"
-    return _error(503, "load_failed" if failed else "not_ready", message)
+    return _error(ErrorCode.LOAD_FAILED if failed else ErrorCode.NOT_READY, message)
 
 
 @ops.get("/metrics")
@@ -261,14 +251,13 @@ def require_api_key() -> None:
         return
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not any(hmac.compare_digest(token.encode(), key.encode()) for key in keys):
-        raise RequestError("send a valid API key as 'Authorization: Bearer KEY'", code="unauthorized",
-                           http_status=401)
+        raise RequestError("send a valid API key as 'Authorization: Bearer KEY'", code=ErrorCode.UNAUTHORIZED)
 
 
 @inference.post("/classify")
 def classify():
     engine = _engine()
-    return jsonify(engine.classify(**parse_classify(_json_body(), engine.config)))
+    return jsonify(engine.classify(**parse_classify(_json_body(), engine.config).arguments))
 
 
 @inference.post("/generate")

@@ -12,7 +12,7 @@ import torch
 from textsvc.cards.common import read_card_metadata
 from textsvc.config.sampling import SamplingConfig
 from textsvc.config.serving import ServingConfig
-from textsvc.errors import ConfigError, OverloadedError, RequestError
+from textsvc.errors import ConfigError, ErrorCode, OverloadedError, RequestError
 from textsvc.generation.sequence import GenerationResult
 from textsvc.loading import (
     LoadedClassifier,
@@ -158,7 +158,7 @@ class Engine:
     def model(self, name: str | None, kind: str | None = None) -> ServedClassifier | ServedGenerator:
         """The model called `name` (of `kind`, if given), or the default one; `unknown_model` (404) otherwise."""
         if not self.ready:
-            raise OverloadedError("the models are still loading", code="not_ready",
+            raise OverloadedError("the models are still loading", code=ErrorCode.NOT_READY,
                                   retry_after_s=self.config.retry_after_s)
         if name is None:
             default = self.config.default_classifier if kind == "classifier" else self.config.default_generator
@@ -168,8 +168,7 @@ class Engine:
             name = candidates[0]
         served = self.models.get(name)
         if served is None or kind is not None and served.kind != kind:
-            raise RequestError(f"no {kind or 'model'} named {name!r}", code="unknown_model", field="model",
-                               http_status=404)
+            raise RequestError(f"no {kind or 'model'} named {name!r}", code=ErrorCode.UNKNOWN_MODEL, field="model")
         return served
 
     def card(self, name: str) -> dict:
@@ -177,7 +176,7 @@ class Engine:
         served = self.model(name)
         card = served.path / "README.md"
         if not card.is_file():
-            raise RequestError(f"{name} has no model card", code="not_found", http_status=404)
+            raise RequestError(f"{name} has no model card", code=ErrorCode.NOT_FOUND)
         text = card.read_text(encoding="utf-8")
         return {"name": name, "metadata": read_card_metadata(text), "markdown": text}
 
@@ -215,5 +214,5 @@ def encode(served: ServedClassifier, texts: list[str], truncation: bool) -> list
     for index, row in enumerate(ids):
         if len(row) > limit:
             raise RequestError(f"inputs[{index}]: {len(row)} tokens, more than the model's {limit}; send "
-                               "parameters.truncation = true to cut it", code="input_too_long", field="inputs")
+                               "parameters.truncation = true to cut it", code=ErrorCode.INPUT_TOO_LONG, field="inputs")
     return ids

@@ -10,7 +10,6 @@ release are `generation.sequence.DecodingSequence`'s, so what a request gets doe
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import queue
 import threading
@@ -22,8 +21,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from textsvc.config.sampling import SamplingConfig
-from textsvc.errors import RequestError
+from textsvc.config.sampling import SamplingConfig, fit_to_context
 from textsvc.generation.sequence import DecodingSequence, GenerationResult, prompt_ids
 from textsvc.generation.stopping import eos_ids
 from textsvc.loading import context_length
@@ -173,12 +171,7 @@ class GenerationWorker:
         ids = prompt_ids(self.tokenizer, prompt, None)
         if truncate is not None:
             ids = ids[-truncate:]
-        if self.limit is not None and shrink_to_fit and len(ids) < self.limit:
-            config = dataclasses.replace(config, max_new_tokens=min(config.max_new_tokens, self.limit - len(ids)))
-        if self.limit is not None and len(ids) + config.max_new_tokens > self.limit:
-            raise RequestError(f"inputs: {len(ids)} tokens + max_new_tokens {config.max_new_tokens} exceed the "
-                               f"model's context of {self.limit}; shorten the prompt, lower max_new_tokens or set "
-                               "truncate", code="input_too_long", field="inputs")
+        config = fit_to_context(config, len(ids), self.limit, shrink_to_fit)
         job = Job(ids, config, should_stop)
         self.queue.put_all([job])
         return job

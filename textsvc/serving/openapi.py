@@ -1,49 +1,97 @@
-"""The service's OpenAPI 3.1 description, served at /openapi.json (written by hand: the routes are few)."""
+"""The service's OpenAPI 3.1 description, served at /openapi.json.
+
+Generated: each request body from its dataclass in `requests.py` (types from the annotations; bounds, defaults and
+help from the fields), the server's caps from its ServingConfig, the error codes from `ErrorCode`.
+"""
 
 from __future__ import annotations
 
-from textsvc import __version__
+import dataclasses
+import types
+import typing
+from typing import Any
 
-ERROR_CODES = ("malformed_json", "unsupported_media_type", "invalid_type", "empty_input", "too_many_inputs",
-               "input_too_long", "invalid_parameter", "unknown_model", "not_found", "method_not_allowed",
-               "payload_too_large", "overloaded", "not_ready", "load_failed", "unauthorized", "internal_error")
+from textsvc import __version__
+from textsvc.config.sampling import served_bounds
+from textsvc.config.serving import ServingConfig
+from textsvc.errors import HTTP, ErrorCode, error_body
+from textsvc.serving import requests as request_bodies
+from textsvc.serving.requests import ClassifyRequest, CompletionRequest, TgiRequest
+
+JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null"}
+
+
+def type_schema(hint: Any) -> dict:
+    """The JSON Schema of a field's annotation: str, int, float, bool, None, tuple[X, ...], unions, dataclasses."""
+    if dataclasses.is_dataclass(hint):
+        return {"$ref": f"#/components/schemas/{hint.__name__}"}
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (tuple, list):
+        return {"type": "array", "items": type_schema(args[0])}
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        members = [type_schema(arg) for arg in args]
+        if all(set(member) == {"type"} for member in members):  # `int | None`: {"type": ["integer", "null"]}
+            return {"type": [member["type"] for member in members]}
+        return {"anyOf": members}
+    return {"type": JSON_TYPES[hint]}
+
+
+def field_schema(field: dataclasses.Field, hint: Any, caps: dict) -> dict:
+    """A request field's type, bounds (its own, then the server's caps), default and meaning."""
+    schema = {**type_schema(hint), **field.metadata.get("schema", {}), **caps.get(field.metadata.get("sampling"), {})}
+    if "enum" in schema and "null" in str(schema.get("type")) and None not in schema["enum"]:
+        schema["enum"] = [*schema["enum"], None]  # null: the field left unset
+    if field.default is not dataclasses.MISSING:
+        schema["default"] = field.default
+    if "help" in field.metadata:
+        schema["description"] = field.metadata["help"]
+    return schema
+
+
+def object_schemas(cls: type, caps: dict, strict: bool = False) -> dict[str, dict]:
+    """`cls`'s schema and those of the dataclasses in its fields, by name. Nested ones (`parameters`) are strict:
+    requests.py refuses names they do not know, while a body's unknown names are ignored."""
+    hints, fields = typing.get_type_hints(cls), dataclasses.fields(cls)
+    schema = {"type": "object", "description": cls.__doc__.splitlines()[0],
+              "properties": {field.name: field_schema(field, hints[field.name], caps) for field in fields},
+              "required": [field.name for field in fields if field.default is dataclasses.MISSING
+                           and field.default_factory is dataclasses.MISSING]}
+    if strict:
+        schema["additionalProperties"] = False
+    schemas = {cls.__name__: schema}
+    for field in fields:
+        if dataclasses.is_dataclass(hints[field.name]):
+            schemas.update(object_schemas(hints[field.name], caps, strict=True))
+    return schemas
 
 
 def _json(schema: dict) -> dict:
     return {"content": {"application/json": {"schema": schema}}}
 
 
-def _operation(summary: str, request: dict | None = None, stream: bool = False, secured: bool = False) -> dict:
+def _operation(summary: str, request: type | None = None, stream: bool = False, secured: bool = False) -> dict:
     ok = {"content": {"text/event-stream": {"schema": {"type": "string"}}}} if stream else _json({"type": "object"})
     operation = {"summary": summary, "responses": {
         "200": {"description": "success", **ok},
         "default": {"description": "an error", **_json({"$ref": "#/components/schemas/Error"})}}}
     if request:
-        operation["requestBody"] = {"required": True, **_json(request)}
+        operation["requestBody"] = {"required": True, **_json({"$ref": f"#/components/schemas/{request.__name__}"})}
     if secured:
         operation["security"] = [{"bearer": []}]
     return operation
 
 
-def openapi_document() -> dict:
-    """The whole document."""
-    inputs = {"type": "object", "required": ["inputs"], "properties": {
-        "inputs": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-        "model": {"type": "string"}, "parameters": {"type": "object"}}}
-    tgi = {"type": "object", "required": ["inputs"], "properties": {
-        "inputs": {"type": "string"}, "model": {"type": "string"}, "parameters": {"type": "object"},
-        "stream": {"type": "boolean"}}}
-    completion = {"type": "object", "required": ["prompt"], "properties": {
-        "model": {"type": "string"}, "prompt": {"type": "string"}, "max_tokens": {"type": "integer"},
-        "temperature": {"type": "number"}, "top_p": {"type": "number"}, "stop": {}, "seed": {"type": "integer"},
-        "stream": {"type": "boolean"}}}
-    paths = {
-        "/classify": {"post": _operation("Classify texts (Hugging Face Inference API shape)", inputs, secured=True)},
-        "/generate": {"post": _operation("Continue a prompt (text-generation-inference shape)", tgi, secured=True)},
-        "/generate_stream": {"post": _operation("Continue a prompt, token events as SSE (TGI)", tgi, stream=True,
-                                                secured=True)},
+def paths() -> dict:
+    """Every route, with its request body's dataclass."""
+    return {
+        "/classify": {"post": _operation("Classify texts (Hugging Face Inference API shape)", ClassifyRequest,
+                                         secured=True)},
+        "/generate": {"post": _operation("Continue a prompt (text-generation-inference shape)", TgiRequest,
+                                         secured=True)},
+        "/generate_stream": {"post": _operation("Continue a prompt, token events as SSE (TGI)", TgiRequest,
+                                                stream=True, secured=True)},
         "/v1/completions": {"post": _operation("OpenAI-compatible completion, streamed with stream=true",
-                                               completion, secured=True)},
+                                               CompletionRequest, secured=True)},
         "/v1/models": {"get": _operation("Generators, in OpenAI's list shape")},
         "/models": {"get": _operation("Every loaded model")},
         "/models/{name}": {"get": _operation("One model")},
@@ -51,24 +99,48 @@ def openapi_document() -> dict:
         "/": {"get": {"summary": "The writers' page: pick a model, generate (streamed) and classify in a browser",
                       "responses": {"200": {"description": "the page",
                                             "content": {"text/html": {"schema": {"type": "string"}}}}}},
-              "post": _operation("TGI's route: /generate, or /generate_stream with stream=true", tgi, secured=True)},
+              "post": _operation("TGI's route: /generate, or /generate_stream with stream=true", TgiRequest,
+                                 secured=True)},
         "/health": {"get": _operation("The process is up")},
         "/ready": {"get": _operation("The models are loaded (503 until then)")},
         "/metrics": {"get": _operation("Prometheus metrics")},
+        "/openapi.json": {"get": _operation("This document")},
     }
-    code = {"type": "string", "enum": list(ERROR_CODES)}
+
+
+def error_schemas() -> dict[str, dict]:
+    """The error shapes of textsvc's, TGI's and OpenAI's routes, each with the code enum of `ErrorCode`."""
+    codes = [code for code in ErrorCode if code.surface == HTTP]
+    statuses = {code.http_status or 500 for code in codes}
+    tgi_types = sorted({error_body("tgi", ErrorCode.HTTP_ERROR, "", status=s)["error_type"] for s in statuses})
+    openai_types = sorted({error_body("openai", ErrorCode.HTTP_ERROR, "", status=s)["error"]["type"]
+                           for s in statuses})
+    code = {"$ref": "#/components/schemas/ErrorCode"}
     native = {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["code", "message"],
         "properties": {"code": code, "message": {"type": "string"}, "field": {"type": "string"}}}}}
-    tgi_error = {"type": "object", "required": ["error", "error_type", "code"], "properties": {
-        "error": {"type": "string"}, "error_type": {"enum": ["validation", "overloaded", "generation", "unauthorized"]},
-        "code": code, "field": {"type": "string"}}}
-    openai_error = {"type": "object", "required": ["error"], "properties": {"error": {
+    tgi = {"type": "object", "required": ["error", "error_type", "code"], "properties": {
+        "error": {"type": "string"}, "error_type": {"enum": tgi_types}, "code": code, "field": {"type": "string"}}}
+    openai = {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["message", "type", "code"],
-        "properties": {"message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": ["string", "null"]},
-                       "code": code}}}}
-    # textsvc's routes answer `native`; TGI's routes (/, /generate, /generate_stream) `tgi_error`; /v1 `openai_error`
-    error = {"oneOf": [native, tgi_error, openai_error]}
-    return {"openapi": "3.1.0", "info": {"title": "textsvc", "version": __version__}, "paths": paths,
-            "components": {"schemas": {"Error": error},
+        "properties": {"message": {"type": "string"}, "type": {"enum": openai_types},
+                       "param": {"type": ["string", "null"]}, "code": code}}}}
+    # textsvc's routes answer `native`; TGI's routes (/, /generate, /generate_stream) `tgi`; /v1 `openai`
+    return {"Error": {"oneOf": [native, tgi, openai]},
+            "ErrorCode": {"type": "string", "enum": [code.value for code in codes],
+                          "description": "; ".join(f"{code.value} ({code.http_status or 'its own status'}): "
+                                                   f"{code.meaning}" for code in codes)}}
+
+
+def openapi_document(config: ServingConfig | None = None) -> dict:
+    """The whole document, with the caps of `config` (default: ServingConfig's defaults)."""
+    config = config or ServingConfig()
+    caps, routes, schemas = served_bounds(config.max_new_tokens_limit), paths(), {}
+    for route in routes.values():
+        for operation in route.values():
+            if "requestBody" in operation:  # documents the dataclass of that name in requests.py
+                name = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+                schemas.update(object_schemas(getattr(request_bodies, name), caps))
+    return {"openapi": "3.1.0", "info": {"title": "textsvc", "version": __version__}, "paths": routes,
+            "components": {"schemas": {**schemas, **error_schemas()},
                            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}

@@ -1,30 +1,133 @@
-"""Request bodies in, engine calls out, and back: the Hugging Face, TGI and OpenAI shapes, as plain dicts.
+"""Request bodies in, engine calls out, and back: the Hugging Face, TGI and OpenAI shapes.
 
+Each route's body is a frozen dataclass: a field's annotation is its JSON type (null or absent: its default),
+`metadata["schema"]` its bounds (JSON Schema keywords), `metadata["help"]` its meaning; parsing checks them and
+`openapi.py` documents them. Fields that set a SamplingConfig field take its bounds and are checked by it.
 `invalid_type` means the body or its main input has the wrong JSON type; `invalid_parameter` means a parameter is
-unknown, of the wrong type, or out of range. Both are 400s and both name the field.
+unknown, of the wrong type or out of range. Both are 400s and both name the field.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
 import time
+import typing
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from textsvc.config.sampling import SamplingConfig
+from textsvc.config.common import check_range, coerce, setting
+from textsvc.config.sampling import SamplingConfig, served_bounds
 from textsvc.config.serving import ServingConfig
-from textsvc.errors import ConfigError, RequestError
+from textsvc.errors import ConfigError, ErrorCode, RequestError
 from textsvc.generation.sequence import GenerationResult
+from textsvc.serving.engine import ACTIVATIONS
 
 TGI_FINISH = {"eos": "eos_token", "stop": "stop_sequence", "length": "length"}
 OPENAI_FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
-TGI_PARAMETERS = {"max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty", "stop", "seed",
-                  "do_sample", "details", "return_full_text", "truncate"}
-# What TGI's clients send along with every request (huggingface_hub's InferenceClient, text_generation's Client):
-# accepted at these values, which change nothing; any other value is refused by name.
-TGI_NEUTRAL = {"best_of": (None, 1), "decoder_input_details": (None, False), "frequency_penalty": (None, 0),
-               "top_n_tokens": (None, 0), "typical_p": (None, 1), "watermark": (None, False), "grammar": (None,),
-               "adapter_id": (None,)}
+SAMPLING = {field.name: field for field in dataclasses.fields(SamplingConfig)}
+# TGI samples when asked, or when a warper is off its neutral value (text_generation_server/utils/tokens.py)
+WARPERS = ("temperature", "top_k", "top_p")
+
+
+def sampled(name: str, default: Any = dataclasses.MISSING, help: str | None = None) -> Any:
+    """A field that sets SamplingConfig's `name`: its bounds, help and default from there, unless the API differs."""
+    source = SAMPLING[name]
+    return dataclasses.field(default=source.default if default is dataclasses.MISSING else default,
+                             metadata={**source.metadata, "sampling": name, **({"help": help} if help else {})})
+
+
+def neutral(value: Any) -> Any:
+    """A field that clients send though textsvc does not implement it: accepted unset or at `value`, a no-op."""
+    accepted = "unset only" if value is None else f"unset or at {json.dumps(value)}, which changes nothing"
+    return setting(None, f"not supported: accepted {accepted}", enum=[value])
+
+
+@dataclass(frozen=True)
+class ClassifyParameters:
+    """`/classify`'s `parameters`: the Hugging Face Inference API's text-classification options."""
+
+    top_k: int | None = setting(None, "return the k best labels (default: every label)", minimum=1)
+    truncation: bool = setting(True, "cut each text to the model's limit; false: `input_too_long` instead")
+    function_to_apply: str | None = setting(None, "how logits become scores (default: sigmoid for multi-label "
+                                                  "models, else softmax)", enum=list(ACTIVATIONS))
+
+
+@dataclass(frozen=True)
+class ClassifyRequest:
+    """`POST /classify`: texts to classify, in the Hugging Face Inference API's shape."""
+
+    inputs: str | tuple[str, ...] = dataclasses.field(metadata={"help": "a text, or a list of at most "
+                                                                        "`max_inputs` texts (a server setting)"})
+    model: str | None = setting(None, "the classifier (default: the server's default classifier)")
+    parameters: ClassifyParameters = dataclasses.field(default_factory=ClassifyParameters)
+
+    @property
+    def arguments(self) -> dict:
+        """Engine.classify's keyword arguments."""
+        texts = [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
+        return {"name": self.model, "texts": texts, **dataclasses.asdict(self.parameters)}
+
+
+@dataclass(frozen=True)
+class TgiParameters:
+    """text-generation-inference's `parameters`; greedy unless do_sample or a warper is set, as in TGI."""
+
+    max_new_tokens: int = sampled("max_new_tokens")
+    temperature: float = sampled("temperature")
+    top_k: int = sampled("top_k")
+    top_p: float = sampled("top_p")
+    repetition_penalty: float = sampled("repetition_penalty")
+    stop: tuple[str, ...] | str = sampled("stop", help="strings that end the text where they first appear (they "
+                                                       "are not returned)")
+    seed: int | None = sampled("seed")
+    do_sample: bool = setting(False, "sample; otherwise greedy, unless temperature, top_k or top_p is set")
+    details: bool = setting(False, "return the finish reason, the seed and each token with its log-probability")
+    return_full_text: bool = setting(False, "return the prompt and its continuation")
+    truncate: int | None = setting(None, "keep only the prompt's last N tokens", minimum=1)
+    # what TGI's clients (huggingface_hub's InferenceClient, text_generation's Client) send with every request
+    best_of: int | None = neutral(1)
+    decoder_input_details: bool | None = neutral(False)
+    frequency_penalty: float | None = neutral(0)
+    top_n_tokens: int | None = neutral(0)
+    typical_p: float | None = neutral(1)
+    watermark: bool | None = neutral(False)
+    grammar: None = neutral(None)
+    adapter_id: str | None = neutral(None)
+
+
+@dataclass(frozen=True)
+class TgiRequest:
+    """`POST /generate`, `/generate_stream` and `/`: a prompt to continue, in TGI's shape."""
+
+    inputs: str = dataclasses.field(metadata={"help": "the prompt"})
+    model: str | None = setting(None, "the generator (default: the server's default generator)")
+    parameters: TgiParameters = dataclasses.field(default_factory=TgiParameters)
+    stream: bool = setting(False, "answer token events as server-sent events (always so on /generate_stream)")
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """`POST /v1/completions`: OpenAI's completion body; the options textsvc does not offer only at their defaults."""
+
+    prompt: str = dataclasses.field(metadata={"help": "the prompt (or a list of one)"})
+    model: str | None = setting(None, "the generator (default: the server's default generator)")
+    max_tokens: int = sampled("max_new_tokens", 16)  # OpenAI's default
+    temperature: float = sampled("temperature")
+    top_p: float = sampled("top_p")
+    seed: int | None = sampled("seed")
+    stop: str | tuple[str, ...] | None = sampled("stop", help="a string or a list of strings that end the text "
+                                                              "(they are not returned)")
+    stream: bool = setting(False, "answer chunks as server-sent events, then `[DONE]`")
+    n: int | None = neutral(1)
+    best_of: int | None = neutral(1)
+    echo: bool | None = neutral(False)
+    logprobs: int | None = neutral(None)
+    suffix: str | None = neutral(None)
+    presence_penalty: float | None = neutral(0)
+    frequency_penalty: float | None = neutral(0)
 
 
 @dataclass(frozen=True)
@@ -48,52 +151,15 @@ class GenerationRequest:
 
 def _object(body: Any) -> dict:
     if not isinstance(body, dict):
-        raise RequestError("the body must be a JSON object", code="invalid_type")
+        raise RequestError("the body must be a JSON object", code=ErrorCode.INVALID_TYPE)
     return body
 
 
-def _model(body: dict) -> str | None:
-    model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise RequestError("model: expected a name", field="model")
-    return model
-
-
-def _param(params: dict, name: str, kind: type | tuple, default: Any = None) -> Any:
-    value = params.get(name, default)
-    if value is not None and (not isinstance(value, kind) or isinstance(value, bool) and kind is not bool):
-        raise RequestError(f"{name}: wrong type {type(value).__name__}", field=name)
-    return value
-
-
-def parse_classify(body: Any, config: ServingConfig) -> dict:
-    """`{"inputs": str | [str], "parameters": {top_k, truncation, function_to_apply}, "model"}` -> engine args."""
-    body = _object(body)
-    texts = body.get("inputs")
-    if isinstance(texts, str):
-        texts = [texts]
-    if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
-        raise RequestError("inputs: expected a string or a list of strings", code="invalid_type", field="inputs")
-    if not texts or any(not text.strip() for text in texts):
-        raise RequestError("inputs: empty text", code="empty_input", field="inputs")
-    if len(texts) > config.max_inputs:
-        raise RequestError(f"inputs: {len(texts)} texts, at most {config.max_inputs}", code="too_many_inputs",
-                           field="inputs")
-    params = _parameters(body, {"top_k", "truncation", "function_to_apply"})
-    top_k = _param(params, "top_k", int)
-    if top_k is not None and top_k < 1:
-        raise RequestError("top_k: must be positive", field="top_k")
-    activation = _param(params, "function_to_apply", str)
-    if activation is not None and activation not in ("softmax", "sigmoid", "none"):
-        raise RequestError("function_to_apply: softmax, sigmoid or none", field="function_to_apply")
-    return {"name": _model(body), "texts": texts, "top_k": top_k, "function_to_apply": activation,
-            "truncation": _param(params, "truncation", bool, True)}
-
-
-def _parameters(body: dict, known: set[str]) -> dict:
+def _parameters(body: dict, cls: type) -> dict:
     params = body.get("parameters") or {}
     if not isinstance(params, dict):
         raise RequestError("parameters: expected an object", field="parameters")
+    known = {field.name for field in dataclasses.fields(cls)}
     unknown = sorted(set(params) - known)
     if unknown:
         raise RequestError(f"parameters: unknown {unknown[0]!r} (known: {', '.join(sorted(known))})",
@@ -101,18 +167,40 @@ def _parameters(body: dict, known: set[str]) -> dict:
     return params
 
 
-def sampling_config(values: dict, config: ServingConfig) -> SamplingConfig:
-    """A SamplingConfig from request values; its validation errors become `invalid_parameter`."""
-    values = {name: value for name, value in values.items() if value is not None}
-    if isinstance(values.get("stop"), list):
-        values["stop"] = tuple(values["stop"])
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # once per class, not per request
+
+
+def _build(cls: type, values: dict, **given: Any) -> Any:
+    """`cls` from JSON `values` (and the fields in `given`): absent or null fields take their defaults; each other
+    field's type and bounds are checked, except the sampling ones, which SamplingConfig checks."""
+    hints = _hints(cls)
+    for field in dataclasses.fields(cls):
+        value = values.get(field.name)
+        if field.name in given or value is None:
+            continue
+        if "sampling" not in field.metadata:
+            try:
+                value = coerce(value, field, hints[field.name])
+                check_range(field.name, value, field.metadata.get("schema", {}))
+            except ConfigError as error:
+                raise RequestError(error.message, field=error.field) from error
+        given[field.name] = value
+    return cls(**given)
+
+
+def sampling_config(request: Any, config: ServingConfig, **overrides: Any) -> SamplingConfig:
+    """The SamplingConfig that a request's sampling fields ask for, within the server's bounds; a bad value is
+    `invalid_parameter`."""
+    values = {field.metadata["sampling"]: getattr(request, field.name) for field in dataclasses.fields(request)
+              if "sampling" in field.metadata}
     try:
-        sampling = SamplingConfig(**values)
-    except (ConfigError, TypeError) as error:
-        field = getattr(error, "field", None)
-        raise RequestError(getattr(error, "message", str(error)), field=field) from error
-    if sampling.max_new_tokens > config.max_new_tokens_limit:
-        raise RequestError(f"max_new_tokens: at most {config.max_new_tokens_limit}", field="max_new_tokens")
+        sampling = SamplingConfig(**{**values, **overrides})
+        for name, bounds in served_bounds(config.max_new_tokens_limit).items():
+            check_range(name, getattr(sampling, name), bounds)
+    except ConfigError as error:
+        raise RequestError(error.message, field=error.field) from error
     return sampling
 
 
@@ -120,51 +208,46 @@ def _prompt(value: Any, field: str) -> str:
     if isinstance(value, list) and len(value) == 1:  # OpenAI clients may send a list of one prompt
         value = value[0]
     if not isinstance(value, str):
-        raise RequestError(f"{field}: expected a string", code="invalid_type", field=field)
+        raise RequestError(f"{field}: expected a string", code=ErrorCode.INVALID_TYPE, field=field)
     return value
 
 
-def parse_tgi(body: Any, config: ServingConfig, stream: bool) -> GenerationRequest:
-    """TGI's `{"inputs", "parameters": {...}, "stream"}`; greedy unless do_sample or a sampling knob is set."""
+def parse_classify(body: Any, config: ServingConfig) -> ClassifyRequest:
+    """`{"inputs": str | [str], "parameters": {top_k, truncation, function_to_apply}, "model"}`, checked."""
     body = _object(body)
-    params = _parameters(body, TGI_PARAMETERS | set(TGI_NEUTRAL))
-    for name, neutral in TGI_NEUTRAL.items():
-        if name in params and params[name] not in neutral:
-            raise RequestError(f"{name}: not supported; send {neutral[-1]} or leave it out", field=name)
-    truncate = _param(params, "truncate", int)
-    if truncate is not None and truncate < 1:
-        raise RequestError("truncate: must be positive", field="truncate")
-    do_sample = _param(params, "do_sample", bool, False)
-    temperature = _param(params, "temperature", (int, float))
-    top_k, top_p = _param(params, "top_k", int), _param(params, "top_p", (int, float))
-    # TGI samples when asked, or when any warper differs from its neutral value (text_generation_server/utils/tokens.py)
-    warped = (temperature not in (None, 1)) or (top_k not in (None, 0)) or (top_p not in (None, 1))
-    sampling = sampling_config({
-        "max_new_tokens": params.get("max_new_tokens", 64), "temperature": temperature if do_sample or warped else 0,
-        "top_k": top_k, "top_p": top_p, "repetition_penalty": params.get("repetition_penalty"),
-        "stop": params.get("stop"), "seed": params.get("seed")}, config)
-    return GenerationRequest(_model(body), _prompt(body.get("inputs"), "inputs"), sampling, truncate=truncate,
-                             default_length=params.get("max_new_tokens") is None,
-                             details=_param(params, "details", bool, False),
-                             return_full_text=_param(params, "return_full_text", bool, False),
-                             stream=stream or bool(_param(body, "stream", bool, False)))
+    texts = body.get("inputs")
+    if not isinstance(texts, (str, list)) or not all(isinstance(text, str) for text in texts):
+        raise RequestError("inputs: expected a string or a list of strings", code=ErrorCode.INVALID_TYPE,
+                           field="inputs")
+    texts = [texts] if isinstance(texts, str) else texts
+    if not texts or any(not text.strip() for text in texts):
+        raise RequestError("inputs: empty text", code=ErrorCode.EMPTY_INPUT, field="inputs")
+    if len(texts) > config.max_inputs:
+        raise RequestError(f"inputs: {len(texts)} texts, at most {config.max_inputs}",
+                           code=ErrorCode.TOO_MANY_INPUTS, field="inputs")
+    parameters = _build(ClassifyParameters, _parameters(body, ClassifyParameters))
+    return _build(ClassifyRequest, body, inputs=tuple(texts), parameters=parameters)
+
+
+def parse_tgi(body: Any, config: ServingConfig, stream: bool) -> GenerationRequest:
+    """TGI's `{"inputs", "parameters": {...}, "stream"}`; greedy unless do_sample or a warper is set."""
+    body = _object(body)
+    given = _parameters(body, TgiParameters)
+    params = _build(TgiParameters, given)
+    warped = any(getattr(params, name) != SAMPLING[name].default for name in WARPERS)
+    sampling = sampling_config(params, config, **({} if params.do_sample or warped else {"temperature": 0}))
+    request = _build(TgiRequest, body, inputs=_prompt(body.get("inputs"), "inputs"), parameters=params)
+    return GenerationRequest(request.model, request.inputs, sampling, truncate=params.truncate,
+                             default_length=given.get("max_new_tokens") is None, details=params.details,
+                             return_full_text=params.return_full_text, stream=stream or request.stream)
 
 
 def parse_completion(body: Any, config: ServingConfig) -> GenerationRequest:
     """OpenAI's `/v1/completions` body; n, best_of, logprobs, echo and penalties beyond their defaults refused."""
     body = _object(body)
-    for name, neutral in (("n", 1), ("best_of", 1), ("echo", False), ("logprobs", None), ("suffix", None),
-                          ("presence_penalty", 0), ("frequency_penalty", 0)):
-        if body.get(name, neutral) not in (neutral, None):
-            raise RequestError(f"{name}: only {neutral} is supported", field=name)
-    stop = body.get("stop")
-    max_tokens = body.get("max_tokens")
-    sampling = sampling_config({"max_new_tokens": 16 if max_tokens is None else max_tokens,  # OpenAI's default
-                                "temperature": body.get("temperature"),
-                                "top_p": body.get("top_p"), "seed": body.get("seed"),
-                                "stop": (stop,) if isinstance(stop, str) else stop}, config)
-    return GenerationRequest(_model(body), _prompt(body.get("prompt"), "prompt"), sampling,
-                             stream=bool(_param(body, "stream", bool, False)), default_length=max_tokens is None)
+    request = _build(CompletionRequest, body, prompt=_prompt(body.get("prompt"), "prompt"))
+    return GenerationRequest(request.model, request.prompt, sampling_config(request, config), stream=request.stream,
+                             default_length=body.get("max_tokens") is None)
 
 
 def tgi_details(result: GenerationResult, tokens: bool = True) -> dict:

@@ -18,7 +18,7 @@ from textsvc import __version__
 from textsvc.cards import render_card
 from textsvc.config.training import OptimisationConfig
 from textsvc.devices import device_description, pick_device, pick_precision
-from textsvc.errors import ConfigError
+from textsvc.errors import ConfigError, ErrorCode
 from textsvc.modeldir import write_json, write_model_dir
 from textsvc.tokenization import load_tokenizer
 
@@ -34,7 +34,8 @@ def resumable_checkpoint(run_dir: Path, resume: bool) -> str | None:
     last_checkpoint = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
     if last_checkpoint and not resume:
         raise ConfigError(f"resume: {run_dir} holds checkpoints of an unfinished run; pass --resume to "
-                          "continue it, or delete that folder to start over", code="unfinished_run", field="resume")
+                          "continue it, or delete that folder to start over",
+                          code=ErrorCode.UNFINISHED_RUN, field="resume")
     return last_checkpoint if resume else None
 
 

@@ -11,7 +11,7 @@ import datasets
 from datasets import ClassLabel, Dataset, DatasetDict
 
 from textsvc.config.training import DataConfig
-from textsvc.errors import DataError
+from textsvc.errors import DataError, ErrorCode
 
 TEXT_COLUMN_GUESSES = ("text", "sentence", "content", "review", "document", "description")
 LABEL_COLUMN_GUESSES = ("label", "labels", "label_name", "category", "class", "target")
@@ -34,7 +34,7 @@ def file_builder(path: str) -> tuple[str, dict]:
     suffix = suffixes[-1].lower() if suffixes else ""
     if suffix not in _BUILDERS:
         raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r}; use csv, tsv, json, jsonl, "
-                        "parquet or txt", code="unsupported_file_type")
+                        "parquet or txt", code=ErrorCode.UNSUPPORTED_FILE_TYPE)
     if suffix == ".tsv":  # TSV has no quoting convention: a bare " is text (GLUE's SST-2 relies on this)
         return "csv", {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
     return _BUILDERS[suffix], {}
@@ -47,7 +47,7 @@ def load_raw_splits(config: DataConfig) -> DatasetDict:
             return datasets.load_dataset(config.dataset_name, config.dataset_config_name)
         except Exception as error:  # the hub raises many types; the user needs one line
             raise DataError(f"cannot load data set {config.dataset_name!r}: {error}",
-                            code="dataset_unavailable") from error
+                            code=ErrorCode.DATASET_UNAVAILABLE) from error
     files = {"train": config.train_file, "validation": config.validation_file, "test": config.test_file}
     splits = {}
     for split, path in files.items():
@@ -59,15 +59,15 @@ def load_raw_splits(config: DataConfig) -> DatasetDict:
 def load_file(path: str) -> Dataset:
     """One local file as a `Dataset`, with one-line errors for missing or unparsable files."""
     if not Path(path).is_file():
-        raise DataError(f"{path}: no such file", code="file_not_found")
+        raise DataError(f"{path}: no such file", code=ErrorCode.FILE_NOT_FOUND)
     builder, options = file_builder(path)
     try:
         return datasets.load_dataset(builder, data_files=path, split="train", **options)
     except Exception as error:  # pyarrow, pandas and json raise many types for malformed files
         if holds_no_rows(path):  # `datasets` cannot build a split of zero rows and raises instead
-            raise DataError(f"{path}: holds no examples", code="empty_split") from error
+            raise DataError(f"{path}: holds no examples", code=ErrorCode.EMPTY_SPLIT) from error
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        raise DataError(f"{path}: cannot read as {builder}: {reason}", code="unreadable_file") from error
+        raise DataError(f"{path}: cannot read as {builder}: {reason}", code=ErrorCode.UNREADABLE_FILE) from error
 
 
 def holds_no_rows(path: str) -> bool:
@@ -87,10 +87,10 @@ def load_texts(path: str, text_column: str | None = None) -> list[str]:
     column = text_column or guess_column(list(dataset.column_names), TEXT_COLUMN_GUESSES, "text")
     texts = [text for text in dataset[column] if not (isinstance(text, str) and not text.strip())]
     if not texts:
-        raise DataError(f"{path} holds no texts", code="empty_split")
+        raise DataError(f"{path} holds no texts", code=ErrorCode.EMPTY_SPLIT)
     for row, text in enumerate(texts):
         if not isinstance(text, str):
-            raise DataError(f"{path}, row {row + 1}: {text!r} is not text", code="non_text_value")
+            raise DataError(f"{path}, row {row + 1}: {text!r} is not text", code=ErrorCode.NON_TEXT_VALUE)
     return texts
 
 
@@ -104,14 +104,14 @@ def guess_column(columns: list[str], guesses: tuple[str, ...], kind: str, exclud
     if len(candidates) == 1:
         return candidates[0]
     raise DataError(f"cannot tell which column holds the {kind} among {columns}; pass --{kind}_column",
-                    code="ambiguous_column")
+                    code=ErrorCode.AMBIGUOUS_COLUMN)
 
 
 def load_labelled_splits(config: DataConfig, need_train: bool = True) -> LabelledSplits:
     """Load, check and encode the splits: `train`, `validation` (carved from train if absent), `test`."""
     raw = load_raw_splits(config)
     if need_train and "train" not in raw:
-        raise DataError("the data set has no train split", code="empty_split")
+        raise DataError("the data set has no train split", code=ErrorCode.EMPTY_SPLIT)
     first = raw["train"] if "train" in raw else next(iter(raw.values()))
     columns = list(first.column_names)
     text_column = config.text_column or guess_column(columns, TEXT_COLUMN_GUESSES, "text")
@@ -120,9 +120,9 @@ def load_labelled_splits(config: DataConfig, need_train: bool = True) -> Labelle
         for column in (text_column, label_column):
             if column not in split.column_names:
                 raise DataError(f"{name} split has no column {column!r}; columns are {split.column_names}",
-                                code="unknown_column")
+                                code=ErrorCode.UNKNOWN_COLUMN)
         if len(split) == 0:
-            raise DataError(f"the {name} split is empty", code="empty_split")
+            raise DataError(f"the {name} split is empty", code=ErrorCode.EMPTY_SPLIT)
     label_names = infer_label_names(first, label_column, config.label_names)
     values_are_ids = isinstance(first.features[label_column], ClassLabel) or bool(config.label_names)
     encoded = DatasetDict({name: encode_split(split, name, text_column, label_column, label_names, values_are_ids)
@@ -145,11 +145,11 @@ def infer_label_names(train: Dataset, label_column: str, given: tuple[str, ...] 
     values = train.unique(label_column)
     if any(v is None for v in values):
         raise DataError(f"the train split has an empty value in label column {label_column!r}",
-                        code="missing_label")
+                        code=ErrorCode.MISSING_LABEL)
     if given:
         if not all(isinstance(v, int) and 0 <= v < len(given) for v in values):
             raise DataError(f"--label_names gives {len(given)} names but labels are {sorted(values)[:10]}",
-                            code="label_names_mismatch")
+                            code=ErrorCode.LABEL_NAMES_MISMATCH)
         return tuple(given)
     try:
         return tuple(str(v) for v in sorted(values))
@@ -165,11 +165,11 @@ def encode_split(split: Dataset, name: str, text_column: str, label_column: str,
     for row, (text, label) in enumerate(zip(split[text_column], split[label_column])):
         if not isinstance(text, str):
             raise DataError(f"{name} split, row {row + 1}: column {text_column!r} holds {type(text).__name__} "
-                            f"{text!r}, not text", code="non_text_value")
+                            f"{text!r}, not text", code=ErrorCode.NON_TEXT_VALUE)
         encoded = label_id(label)
         if encoded is None:
             raise DataError(f"{name} split, row {row + 1}: label {label!r} was never seen in the training "
-                            f"data (known labels: {list(label_names)[:20]})", code="unseen_label")
+                            f"data (known labels: {list(label_names)[:20]})", code=ErrorCode.UNSEEN_LABEL)
         texts.append(text)
         ids.append(encoded)
     features = datasets.Features({"text": datasets.Value("string"), "label": ClassLabel(names=list(label_names))})
@@ -198,7 +198,7 @@ def carve_validation(splits: DatasetDict, percentage: float, seed: int = 42) -> 
     train = splits["train"]
     test_size = max(1, round(len(train) * percentage / 100))
     if len(train) - test_size < 1:
-        raise DataError("the train split is too small to carve a validation split from", code="empty_split")
+        raise DataError("the train split is too small to carve a validation split from", code=ErrorCode.EMPTY_SPLIT)
     try:
         parts = train.train_test_split(test_size=test_size, seed=seed, stratify_by_column="label")
     except ValueError:  # a class with a single example cannot be stratified; fall back to a plain split

@@ -15,7 +15,7 @@ import torch
 from torch.nn import functional as F
 from transformers import Trainer
 
-from textsvc.errors import ConfigError
+from textsvc.errors import ConfigError, ErrorCode
 from textsvc.loading import classify_logits, load_classifier
 
 TEACHER_COLUMN = "teacher_logits"
@@ -30,7 +30,8 @@ def teacher_logits(teacher_dirs: Sequence[str], texts: Sequence[str], label_name
         teacher = load_classifier(teacher_dir)
         if sorted(teacher.label_names) != sorted(label_names):
             raise ConfigError(f"teacher_model_dir: the labels of {teacher_dir} {teacher.label_names} differ from the "
-                              f"data's {list(label_names)}", code="teacher_labels_mismatch", field="teacher_model_dir")
+                              f"data's {list(label_names)}",
+                              code=ErrorCode.TEACHER_LABELS_MISMATCH, field="teacher_model_dir")
         order = [teacher.label_names.index(name) for name in label_names]
         logits = classify_logits(teacher, [texts[i] for i in by_length], batch_size)[:, order]  # (N, num_labels)
         total[by_length] += F.log_softmax(logits, dim=-1)

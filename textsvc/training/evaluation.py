@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from textsvc.errors import DataError
+from textsvc.errors import DataError, ErrorCode
 from textsvc.loading import classify_logits, load_classifier, load_generator
 from textsvc.training.data import LABEL_COLUMN_GUESSES, TEXT_COLUMN_GUESSES, guess_column, label_encoder, load_file
 from textsvc.training.metrics import classification_report
@@ -24,20 +24,22 @@ def evaluate_classifier(model_dir: str, test_file: str, text_column: str | None 
     label_column = label_column or guess_column(columns, LABEL_COLUMN_GUESSES, "label", exclude=text_column)
     for column in (text_column, label_column):
         if column not in columns:
-            raise DataError(f"{test_file} has no column {column!r}; columns are {columns}", code="unknown_column")
+            raise DataError(f"{test_file} has no column {column!r}; columns are {columns}",
+                            code=ErrorCode.UNKNOWN_COLUMN)
     if len(dataset) == 0:
-        raise DataError(f"{test_file} holds no examples", code="empty_split")
+        raise DataError(f"{test_file} holds no examples", code=ErrorCode.EMPTY_SPLIT)
     names = tuple(classifier.label_names)
     # integer labels are ids unless the model's own label names are numbers
     encode = label_encoder(not any(name.lstrip("-").isdigit() for name in names), names)
     texts, labels = dataset[text_column], []
     for row, (text, label) in enumerate(zip(texts, dataset[label_column])):
         if not isinstance(text, str):
-            raise DataError(f"row {row + 1}: column {text_column!r} holds {text!r}, not text", code="non_text_value")
+            raise DataError(f"row {row + 1}: column {text_column!r} holds {text!r}, not text",
+                            code=ErrorCode.NON_TEXT_VALUE)
         label_id = encode(label)
         if label_id is None:
             raise DataError(f"row {row + 1}: label {label!r} is not one the model knows ({list(names)})",
-                            code="unseen_label")
+                            code=ErrorCode.UNSEEN_LABEL)
         labels.append(label_id)
     logits = classify_logits(classifier, texts, batch_size)
     targets = torch.tensor(labels)
@@ -65,7 +67,7 @@ def language_model_loss(model, ids: list[int], block_size: int, pad_token_id: in
 def generator_report(total_loss: float, num_tokens: int, num_chars: int) -> dict:
     """Loss per token, perplexity, and loss per character: the figure that compares models across tokenizers."""
     if num_tokens == 0 or num_chars == 0:
-        raise DataError("the evaluation text is too short to predict any token", code="text_too_short")
+        raise DataError("the evaluation text is too short to predict any token", code=ErrorCode.TEXT_TOO_SHORT)
     loss = total_loss / num_tokens
     return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "loss_per_char": total_loss / num_chars,
             "bits_per_char": total_loss / num_chars / math.log(2), "num_tokens": num_tokens, "num_chars": num_chars}

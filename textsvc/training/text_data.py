@@ -11,7 +11,7 @@ from datasets import Dataset, DatasetDict
 from transformers import PreTrainedTokenizerBase
 
 from textsvc.config.training import TextDataConfig
-from textsvc.errors import DataError
+from textsvc.errors import DataError, ErrorCode
 from textsvc.training.data import TEXT_COLUMN_GUESSES, file_builder, guess_column, load_file
 
 IGNORE_INDEX = -100  # label of positions that carry no loss (the transformers convention)
@@ -30,7 +30,7 @@ class TextSplits:
 def load_text_file(path: str, text_column: str | None = None) -> Dataset:
     """A `text` column of documents: a .txt file is one document (newlines kept), other files one per row."""
     if not Path(path).is_file():
-        raise DataError(f"{path}: no such file", code="file_not_found")
+        raise DataError(f"{path}: no such file", code=ErrorCode.FILE_NOT_FOUND)
     builder, _ = file_builder(path)
     if builder == "text":
         # `sample_by="document"`: the whole file is one row; the line builder would drop every newline
@@ -45,16 +45,17 @@ def load_text_file(path: str, text_column: str | None = None) -> Dataset:
 def documents(dataset: Dataset, column: str, name: str) -> Dataset:
     """Keep the non-empty texts of `column` as `text`; refuse missing columns and non-text values."""
     if column not in dataset.column_names:
-        raise DataError(f"{name} has no column {column!r}; columns are {dataset.column_names}", code="unknown_column")
+        raise DataError(f"{name} has no column {column!r}; columns are {dataset.column_names}",
+                        code=ErrorCode.UNKNOWN_COLUMN)
     texts = []
     for row, text in enumerate(dataset[column]):
         if text is not None and not isinstance(text, str):
             raise DataError(f"{name}, row {row + 1}: column {column!r} holds {type(text).__name__} {text!r}, "
-                            "not text", code="non_text_value")
+                            "not text", code=ErrorCode.NON_TEXT_VALUE)
         if text:
             texts.append(text)
     if not texts:
-        raise DataError(f"{name} holds no text", code="empty_split")
+        raise DataError(f"{name} holds no text", code=ErrorCode.EMPTY_SPLIT)
     return Dataset.from_dict({"text": texts})
 
 
@@ -65,9 +66,9 @@ def load_text_splits(config: TextDataConfig) -> TextSplits:
             raw = datasets.load_dataset(config.dataset_name, config.dataset_config_name)
         except Exception as error:  # the hub raises many types; the user needs one line
             raise DataError(f"cannot load data set {config.dataset_name!r}: {error}",
-                            code="dataset_unavailable") from error
+                            code=ErrorCode.DATASET_UNAVAILABLE) from error
         if "train" not in raw:
-            raise DataError(f"{config.dataset_name} has no train split", code="empty_split")
+            raise DataError(f"{config.dataset_name} has no train split", code=ErrorCode.EMPTY_SPLIT)
         column = config.text_column or guess_column(list(raw["train"].column_names), TEXT_COLUMN_GUESSES, "text")
         splits = {name: documents(raw[name], column, f"{config.dataset_name} {name} split")
                   for name in ("train", "validation") if name in raw}
@@ -90,12 +91,13 @@ def carve_validation_text(train: Dataset, percentage: float) -> tuple[Dataset, D
         text = train[0]["text"]
         cut = int(len(text) * (1 - percentage / 100))
         if cut == 0 or cut == len(text):
-            raise DataError("the training text is too short to carve a validation share from", code="empty_split")
+            raise DataError("the training text is too short to carve a validation share from",
+                            code=ErrorCode.EMPTY_SPLIT)
         how = f"the last {percentage:g}% of the training text's characters"
         return Dataset.from_dict({"text": [text[:cut]]}), Dataset.from_dict({"text": [text[cut:]]}), how
     size = max(1, round(len(train) * percentage / 100))
     if size >= len(train):
-        raise DataError("the training data is too small to carve a validation split from", code="empty_split")
+        raise DataError("the training data is too small to carve a validation split from", code=ErrorCode.EMPTY_SPLIT)
     how = f"the last {percentage:g}% of the training documents ({size} of {len(train)})"
     return train.select(range(len(train) - size)), train.select(range(len(train) - size, len(train))), how
 
@@ -128,7 +130,7 @@ def pack_blocks(tokenized: Dataset, block_size: int) -> Dataset:
                            desc=f"packing into blocks of {block_size}")
     if len(packed) == 0:
         raise DataError(f"the training text is shorter than one block of {block_size} tokens; lower --block_size",
-                        code="text_too_short")
+                        code=ErrorCode.TEXT_TOO_SHORT)
     return packed
 
 
