@@ -60,7 +60,8 @@ def generate_rows(m: dict, levels: list[int]) -> list[str]:
     for streams in levels:
         name = f"textsvc_streams_{streams}"
         rate, server = get(name), get(f"llama_server_streams_{streams}")
-        peers = [f"llama-server {fmt(server)} (TTFT p50 {fmt(get(f'llama_server_streams_{streams}', 'ttft_s_p50'), ' s')})"]
+        server_ttft = get(f"llama_server_streams_{streams}", "ttft_s_p50")
+        peers = [f"llama-server {fmt(server)} (TTFT p50 {fmt(server_ttft, ' s')})"]
         if streams == 1:
             peers += [f"generate() b1 fp32 {fmt(get('generate_b1_float32'))}, bf16 {fmt(get('generate_b1_bfloat16'))}",
                       f"llama-cpp-python {fmt(get('llama_cpp_b1'))}"]

@@ -58,7 +58,8 @@ class ServingConfig:
                 "must not be empty (leave it unset to serve the default models)")
         require(self.home is None or bool(self.home), "home", "must not be empty")
         require(self.threads is None or self.threads > 0, "threads", "must be positive")
-        for name in ("port", "max_batch_size", "max_batch_tokens", "max_generation_batch_size", "max_queue_size", "max_inputs",
+        for name in ("port", "max_batch_size", "max_batch_tokens", "max_generation_batch_size", "max_queue_size",
+                     "max_inputs",
                      "max_content_length", "max_new_tokens_limit"):
             require(getattr(self, name) > 0, name, "must be positive")
         require(self.port < 65536, "port", "must be below 65536")

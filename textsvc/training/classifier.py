@@ -68,7 +68,8 @@ def build_classifier(model: ClassifierModelConfig, tokenizer: PreTrainedTokenize
     labels = {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
               "label2id": {name: i for i, name in enumerate(label_names)}}
     if model.arch == "lstm":
-        config = LSTMConfig(vocab_size=len(tokenizer), **model.lstm_sizes(), max_position_embeddings=model.max_seq_length,
+        config = LSTMConfig(vocab_size=len(tokenizer), **model.lstm_sizes(),
+                            max_position_embeddings=model.max_seq_length,
                             pad_token_id=tokenizer.pad_token_id, **labels)
         return LSTMForSequenceClassification(config)
     if model.from_scratch:

@@ -113,7 +113,8 @@ class BudgetTrainer(Trainer):
         return self.lr_scheduler
 
 
-def generator_arguments(train: GeneratorTrainingConfig, model: GeneratorModelConfig, run_dir: Path) -> TrainingArguments:
+def generator_arguments(train: GeneratorTrainingConfig, model: GeneratorModelConfig,
+                        run_dir: Path) -> TrainingArguments:
     """`TrainingArguments` for one run: evaluate and save every epoch (or `eval_steps`), keep the lowest loss."""
     strategy = "steps" if train.eval_steps else "epoch"
     return TrainingArguments(
@@ -179,7 +180,8 @@ def train_generator(data: TextDataConfig, model: GeneratorModelConfig, train: Ge
     def write(staging: Path) -> None:  # on the main process only
         trained = trainer.model.eval()
         total, count = language_model_loss(trained, validation_ids, block_size, pad, train.per_device_eval_batch_size)
-        results = {**generator_report(total, count, sum(tokenized["validation"]["num_chars"])), "block_size": block_size}
+        chars = sum(tokenized["validation"]["num_chars"])
+        results = {**generator_report(total, count, chars), "block_size": block_size}
         samples = card_samples(trained, tokenizer, train, splits.splits["validation"]["text"])
         info = training_info(data, model, train, splits, tokenized, trainer, train_result.metrics,
                              time.time() - started, block_size, bool(budget and budget.stopped))
