@@ -87,7 +87,8 @@ def closed_loop(send: Callable[[int], Outcome], clients: int, requests: int) -> 
             with lock:
                 outcomes.append(outcome)
 
-    return _run_threads([threading.Thread(target=client) for _ in range(clients)]), outcomes
+    wall = _run_threads([threading.Thread(target=client) for _ in range(clients)])
+    return outcomes, wall
 
 
 def open_loop(send: Callable[[int], Outcome], rate_per_s: float, requests: int, seed: int = 0
@@ -105,7 +106,8 @@ def open_loop(send: Callable[[int], Outcome], rate_per_s: float, requests: int, 
     for index in range(requests):
         arrival += rng.expovariate(rate_per_s)
         threads.append(threading.Thread(target=one, args=(index, arrival)))
-    return _run_threads(threads), outcomes
+    wall = _run_threads(threads)
+    return outcomes, wall
 
 
 def _run_threads(threads: list[threading.Thread]) -> float:

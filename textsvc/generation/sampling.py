@@ -44,6 +44,11 @@ class Sampler:
                                                 else random.SystemRandom().randrange(2**63))
         self.generator = None if self.seed is None else torch.Generator(device=device).manual_seed(self.seed)
 
+    @property
+    def plain_greedy(self) -> bool:
+        """Greedy with no processor: the argmax of the raw logits, which a batch computes for all its rows at once."""
+        return self.greedy and not self.processors
+
     def pick(self, history: list[int], logits: torch.Tensor) -> int:
         """The token that follows `history`, given the (1, V) logits after it (left unchanged)."""
         scores = logits

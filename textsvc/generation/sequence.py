@@ -72,9 +72,12 @@ class DecodingSequence:
     def done(self) -> bool:
         return self.finish is not None
 
-    def step(self, logits: torch.Tensor) -> str:
-        """Pick the next token from the (1, V) logits after the text so far; return the text it releases."""
-        token = self.sampler.pick(self.history, logits)
+    def step(self, logits: torch.Tensor, argmax: int | None = None) -> str:
+        """Pick the next token from the (1, V) logits after the text so far; return the text it releases.
+
+        `argmax`, the logits' argmax computed with the rest of a batch, stands for the pick of a plain greedy
+        sequence (one host sync per batch rather than one per row)."""
+        token = argmax if argmax is not None and self.sampler.plain_greedy else self.sampler.pick(self.history, logits)
         self.token_ids.append(token)
         if self.config.logprobs:
             self.logprobs.append(torch.log_softmax(logits, dim=-1)[0, token].item())

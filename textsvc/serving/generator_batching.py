@@ -1,8 +1,8 @@
 """Continuous batching for generators: one worker thread per model decodes every running request together, one
 token per step, and seats waiting requests between steps (iteration-level scheduling, as in Orca, Yu et al. 2022).
 
-A new request is prefilled alone (its prompt through the model, as the one-sequence path does), then its state joins
-the running batch: an LSTM's (h, c) rows are stacked; a transformer's key/value cache rows are left-padded to one
+The requests that arrive together are prefilled together (a transformer's prompts left-padded into one forward pass;
+the LSTM's one by one), then their state joins the running batch: an LSTM's (h, c) rows are stacked; a transformer's key/value cache rows are left-padded to one
 length, with an attention mask that hides the padding and explicit position ids. Token choice, stop strings and text
 release are `generation.sequence.DecodingSequence`'s, so what a request gets does not depend on the path that made it
 (up to floating-point differences between batch shapes). Requests wait in an `AdmissionQueue`, as classifier texts do.
@@ -96,10 +96,9 @@ class CacheRows:
     """The running batch of a transformer: its key/value cache with rows left-padded to one length, the attention
     mask that hides the padding, and each row's next position."""
 
-    def __init__(self, cache: DynamicCache, length: int, device: torch.device):
-        self.cache = cache
-        self.mask = torch.ones(1, length, dtype=torch.long, device=device)  # (B, T)
-        self.positions = torch.tensor([length], device=device)  # (B,)
+    def __init__(self, cache: DynamicCache, mask: torch.Tensor):
+        self.cache, self.mask = cache, mask  # mask: (B, T), 0 over each row's left padding
+        self.positions = mask.sum(dim=1)  # (B,) each row's next position
 
     def join(self, other: CacheRows) -> CacheRows:
         mine, theirs = self.mask.shape[1], other.mask.shape[1]
@@ -197,26 +196,21 @@ class GenerationWorker:
             while (jobs := self.queue.take(self.max_batch_size - len(running), block=not running)) is not None:
                 for job in jobs:
                     if job.cancelled:
-                        job._put(None)
-                        continue
-                    try:
-                        sequence, logits, state = self._prefill(job)
-                        self._emit(job, sequence, sequence.step(logits))
-                    except Exception as error:  # this request fails; the others run on
-                        log.exception("prefill failed on %s", self.name)
-                        job._put(error)
-                        continue
-                    if not sequence.done:
-                        running.append((job, sequence))
-                        rows = state if rows is None else rows.join(state)
+                        job._put(None)  # its client went away while it waited
+                seated = self._seat([job for job in jobs if not job.cancelled])
+                if seated is not None:
+                    running += seated[0]
+                    rows = seated[1] if rows is None else rows.join(seated[1])
                 if not running:
                     continue
                 try:
-                    tokens = torch.tensor([[sequence.history[-1]] for _, sequence in running], device=self.model.device)
+                    tokens = torch.tensor([[sequence.history[-1]] for _, sequence in running],
+                                          device=self.model.device)
                     self.on_batch(len(running))
                     logits = rows.step(self.model, tokens)  # (B, V)
+                    argmax = logits.argmax(dim=-1).tolist()  # (B,) the picks of the plain greedy rows
                     for index, (job, sequence) in enumerate(running):
-                        self._emit(job, sequence, sequence.step(logits[index:index + 1]))
+                        self._emit(job, sequence, sequence.step(logits[index:index + 1], argmax[index]))
                 except Exception as error:  # every request of this batch fails; the worker lives on
                     log.exception("a decoding step failed on %s", self.name)
                     for job, _ in running:
@@ -235,18 +229,51 @@ class GenerationWorker:
                     else:
                         rows = None
 
-    def _prefill(self, job: Job) -> tuple[DecodingSequence, torch.Tensor, StateRows | CacheRows]:
-        """The job's sequence, the logits after its prompt, and its state as a one-row batch."""
+    def _seat(self, jobs: list[Job]) -> tuple[list[tuple[Job, DecodingSequence]], StateRows | CacheRows] | None:
+        """Prefill the newcomers together and emit their first tokens; the ones still running, and their rows."""
+        if not jobs:
+            return None
+        try:
+            sequences, logits, rows = self._prefill(jobs)
+            argmax = logits.argmax(dim=-1).tolist()  # (B,)
+            for index, (job, sequence) in enumerate(zip(jobs, sequences)):
+                self._emit(job, sequence, sequence.step(logits[index:index + 1], argmax[index]))
+        except Exception as error:  # these requests fail; the running ones go on
+            log.exception("prefill failed on %s", self.name)
+            for job in jobs:
+                job._put(error)
+            return None
+        keep = [index for index, sequence in enumerate(sequences) if not sequence.done]
+        if not keep:
+            return None
+        if len(keep) < len(jobs):
+            rows.select(torch.tensor(keep, device=self.model.device))
+        return [(jobs[index], sequences[index]) for index in keep], rows
+
+    def _prefill(self, jobs: list[Job]) -> tuple[list[DecodingSequence], torch.Tensor, StateRows | CacheRows]:
+        """The jobs' sequences, the (B, V) logits after their prompts, and their state as one batch.
+
+        A transformer reads all prompts in one forward pass, left-padded to the longest (as `generate()` batches
+        them), so a burst of arrivals costs one prefill rather than one each. The LSTM reads each prompt alone:
+        padding would run through its recurrence.
+        """
         device = self.model.device
-        sequence = DecodingSequence(self.tokenizer, job.ids, job.config, self.ends, device)
-        input_ids = torch.tensor([job.ids], device=device)
+        sequences = [DecodingSequence(self.tokenizer, job.ids, job.config, self.ends, device) for job in jobs]
         if isinstance(self.model, LSTMForCausalLM):
-            output = self.model(input_ids=input_ids, use_cache=True)
-            rows = StateRows(output.cache)
-        else:
-            output = self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), use_cache=True)
-            rows = CacheRows(output.cache, len(job.ids), device)
-        return sequence, output.logits[:, -1, :].float(), rows
+            outputs = [self.model(input_ids=torch.tensor([job.ids], device=device), use_cache=True) for job in jobs]
+            rows = StateRows(outputs[0].cache)
+            for output in outputs[1:]:
+                rows.join(StateRows(output.cache))
+            return sequences, torch.cat([output.logits[:, -1, :].float() for output in outputs]), rows
+        longest = max(len(job.ids) for job in jobs)
+        input_ids = torch.zeros(len(jobs), longest, dtype=torch.long, device=device)  # (B, T)
+        mask = torch.zeros_like(input_ids)
+        for index, job in enumerate(jobs):
+            input_ids[index, longest - len(job.ids):] = torch.tensor(job.ids, device=device)
+            mask[index, longest - len(job.ids):] = 1
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)  # (B, T) real positions, 0 under the padding
+        output = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        return sequences, output.logits[:, -1, :].float(), CacheRows(output.cache, mask)
 
     def _emit(self, job: Job, sequence: DecodingSequence, text: str) -> None:
         """The token `sequence` just picked, as an event; the result first when it was the last."""
