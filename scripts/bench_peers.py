@@ -17,9 +17,9 @@ import textsvc  # noqa: F401  (registers textsvc's architectures with the Auto c
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def pipeline_one_at_a_time(model_dir: str, texts: list[str]) -> float:
+def pipeline_one_at_a_time(model_dir: str, texts: list[str], device: str = "cpu") -> float:
     """Texts per second of `pipeline("text-classification")` called once per text, as a Flask view would."""
-    classify = pipeline("text-classification", model=model_dir, device="cpu", truncation=True)
+    classify = pipeline("text-classification", model=model_dir, device=device, truncation=True)
     classify(texts[0])  # warm-up
     started = time.perf_counter()
     for text in texts:
@@ -28,15 +28,20 @@ def pipeline_one_at_a_time(model_dir: str, texts: list[str]) -> float:
 
 
 @torch.inference_mode()
-def raw_forward(model_dir: str, texts: list[str], batch_size: int, sort_by_length: bool) -> float:
+def raw_forward(model_dir: str, texts: list[str], batch_size: int, sort_by_length: bool, device: str = "cpu") -> float:
     """Texts per second of the model's own batched forward pass (tokenizing included): the ceiling."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval().to(device)
+
+    def run(batch: list[str]) -> None:
+        encoded = tokenizer(batch, truncation=True, padding=True, return_tensors="pt").to(device)
+        model(**encoded).logits.cpu()
+
     order = sorted(texts, key=len) if sort_by_length else list(texts)
-    model(**tokenizer(order[:batch_size], truncation=True, padding=True, return_tensors="pt"))  # warm-up
+    run(order[:batch_size])  # warm-up
     started = time.perf_counter()
     for start in range(0, len(order), batch_size):
-        model(**tokenizer(order[start:start + batch_size], truncation=True, padding=True, return_tensors="pt"))
+        run(order[start:start + batch_size])
     return len(texts) / (time.perf_counter() - started)
 
 
@@ -79,14 +84,15 @@ def export_onnx(model_dir: str, tokenizer, path: Path) -> Path:
 
 
 @torch.inference_mode()
-def hf_generate(model_dir: str, prompts: list[str], max_new_tokens: int, batch_size: int, dtype: str) -> float:
+def hf_generate(model_dir: str, prompts: list[str], max_new_tokens: int, batch_size: int, dtype: str,
+                device: str = "cpu") -> float:
     """Output tokens per second of greedy `generate()` over `prompts`, `batch_size` prompts at a time."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=DTYPES[dtype]).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=DTYPES[dtype]).eval().to(device)
 
     def run(batch: list[str]) -> int:
-        encoded = tokenizer(batch, return_tensors="pt", padding=True)
+        encoded = tokenizer(batch, return_tensors="pt", padding=True).to(device)
         output = model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=False,
                                 pad_token_id=tokenizer.pad_token_id)
         new = output[:, encoded["input_ids"].shape[1]:]

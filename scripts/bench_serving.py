@@ -48,6 +48,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max_new_tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="rounds; every figure is the median over them")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads every peer may use")
+    parser.add_argument("--peer_device", default="cpu", help="where the transformers peers run (cuda on a GPU)")
     parser.add_argument("--skip", default="", help="comma-separated peers to leave out: pipeline,onnx,raw,"
                                                    "generate,llama,llama-server")
     parser.add_argument("--serve_flag", action="append", default=[], help="extra `textsvc serve` flag (repeat)")
@@ -113,14 +114,14 @@ def classify_round(base: str, args, texts: list[str], skip: set[str], work_dir: 
     figures["textsvc_classify_poisson"] = load.summarize(outcomes, wall)
     sample = texts[:n]
     if "pipeline" not in skip:
-        figures["pipeline_1"] = {"texts_per_s": peers.pipeline_one_at_a_time(model_dir, sample)}
+        figures["pipeline_1"] = {"texts_per_s": peers.pipeline_one_at_a_time(model_dir, sample, args.peer_device)}
     if "onnx" not in skip:
         rate = peers.onnx_one_at_a_time(model_dir, sample, work_dir, args.threads)
         if rate:
             figures["onnx_1"] = {"texts_per_s": rate}
     if "raw" not in skip:
-        figures["raw_forward_32_sorted"] = {"texts_per_s": peers.raw_forward(model_dir, sample, 32, True)}
-        figures["raw_forward_32"] = {"texts_per_s": peers.raw_forward(model_dir, sample, 32, False)}
+        for name, by_length in (("raw_forward_32_sorted", True), ("raw_forward_32", False)):
+            figures[name] = {"texts_per_s": peers.raw_forward(model_dir, sample, 32, by_length, args.peer_device)}
     return figures
 
 
@@ -141,10 +142,10 @@ def generate_round(base: str, args, prompts: list[str], skip: set[str], gguf: st
     if "generate" not in skip:
         for dtype in ("float32", "bfloat16"):
             figures[f"generate_b1_{dtype}"] = {"output_tokens_per_s": peers.hf_generate(
-                model_dir, prompts[:4], args.max_new_tokens, 1, dtype)}
+                model_dir, prompts[:4], args.max_new_tokens, 1, dtype, args.peer_device)}
             top = max(levels)
             figures[f"generate_b{top}_{dtype}"] = {"output_tokens_per_s": peers.hf_generate(
-                model_dir, prompts[:top], args.max_new_tokens, top, dtype)}
+                model_dir, prompts[:top], args.max_new_tokens, top, dtype, args.peer_device)}
     if gguf and "llama" not in skip:
         rate = peers.llama_in_process(gguf, prompts[:4], args.max_new_tokens, args.threads)
         if rate:
