@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from textsvc.serving.requests import (
     tgi_event,
     tgi_response,
 )
+from textsvc.serving.timing import finish, record_classification
 
 PAGE_DIR = Path(__file__).parent / "static"
 
@@ -105,7 +107,10 @@ def require_api_key() -> None:
 @inference.post("/classify")
 def classify():
     engine = current_engine()
-    return jsonify(engine.classify(**parse_classify(json_body(), engine.config).arguments))
+    arguments, submitted, timing = parse_classify(json_body(), engine.config).arguments, time.perf_counter(), {}
+    scores = engine.classify(**arguments, timing=timing)
+    record_classification(submitted, timing)
+    return jsonify(scores)
 
 
 @inference.post("/generate")
@@ -115,7 +120,7 @@ def generate():
     if generation.stream:
         return _tgi_stream(engine, generation)
     sampling = dataclasses.replace(generation.sampling, logprobs=generation.details)  # only `details` lists them
-    result = engine.generate(generation.model, generation.prompt, sampling, **generation.options)
+    result = finish(engine.submit(generation.model, generation.prompt, sampling, **generation.options))
     return jsonify(tgi_response(generation, result))
 
 
@@ -144,7 +149,7 @@ def completions():
     ident = completion_id()
     name = engine.model(generation.model, "generator").name
     if not generation.stream:
-        result = engine.generate(name, generation.prompt, generation.sampling, **generation.options)
+        result = finish(engine.submit(name, generation.prompt, generation.sampling, **generation.options))
         return jsonify(completion_response(name, result, result.text, ident, OPENAI_FINISH[result.finish_reason]))
     job = engine.submit(name, generation.prompt, generation.sampling, client_gone(), **generation.options)
 
