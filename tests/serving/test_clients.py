@@ -7,7 +7,6 @@ import json
 import urllib.request
 
 import pytest
-
 from test_serve import running_server
 
 pytestmark = pytest.mark.slow
