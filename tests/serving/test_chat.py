@@ -129,3 +129,11 @@ def test_timing_headers_on_the_other_inference_routes(client):
         answer = client.post(path, json=body)
         assert answer.status_code == 200 and all(name in answer.headers for name in TIMING), path
     assert "x-compute-time" not in client.get("/models").headers
+
+
+def test_card_pictures_are_served_and_nothing_else(client):
+    picture = client.get("/models/sentiment-lstm/files/confusion_matrix.png")
+    assert picture.status_code == 200 and picture.mimetype == "image/png"
+    assert client.get("/models/tiny-chat/files/training_curves.png").status_code == 200
+    for path in ("/models/sentiment-lstm/files/config.json", "/models/tiny-chat/files/confusion_matrix.png"):
+        assert client.get(path).json["error"]["code"] == "not_found"

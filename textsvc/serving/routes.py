@@ -42,7 +42,7 @@ def page():
     response = send_from_directory(PAGE_DIR, "index.html")
     # the page is one file: nothing from elsewhere may load, and it calls this origin only
     response.headers["Content-Security-Policy"] = ("default-src 'none'; script-src 'unsafe-inline'; "
-                                                   "style-src 'unsafe-inline'; connect-src 'self'; "
+                                                   "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'; "
                                                    "frame-ancestors 'none'")
     return response
 
@@ -85,6 +85,18 @@ def show_model(name: str):
 @models.get("/models/<name>/card")
 def show_card(name: str):
     return jsonify(current_engine().card(name))
+
+
+CARD_PICTURES = ("training_curves.png", "confusion_matrix.png")  # what cards show; nothing else of a model dir
+
+
+@models.get("/models/<name>/files/<file>")
+def card_picture(name: str, file: str):
+    """A picture a card shows (open like the card, so that the page's <img> needs no key)."""
+    served = current_engine().model(name)
+    if file not in CARD_PICTURES or not (served.path / file).is_file():
+        raise RequestError(f"{name} has no {file}", code=ErrorCode.NOT_FOUND)
+    return send_from_directory(served.path, file, mimetype="image/png")
 
 
 @models.get("/v1/models")
