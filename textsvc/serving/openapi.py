@@ -1,7 +1,7 @@
 """The service's OpenAPI 3.1 description, served at /openapi.json.
 
-Generated: each request body from its dataclass in `requests.py` or `chat_requests.py` (types from the annotations; bounds, defaults and
-help from the fields), the server's caps from its ServingConfig, the error codes from `ErrorCode`.
+Generated: each request body from its dataclass in `requests.py` or `chat_requests.py` (types from the annotations;
+bounds, defaults and help from the fields), the server's caps from its ServingConfig, the error codes from `ErrorCode`.
 """
 
 from __future__ import annotations
@@ -107,6 +107,8 @@ def paths() -> dict:
         "/models": {"get": _operation("Every loaded model")},
         "/models/{name}": {"get": _operation("One model")},
         "/models/{name}/card": {"get": _operation("A model card: markdown and its YAML metadata")},
+        "/models/{name}/files/{file}": {"get": _operation("A picture the card shows: training_curves.png, "
+                                                          "confusion_matrix.png")},
         "/": {"get": {"summary": "The writers' page: pick a model, generate (streamed) and classify in a browser",
                       "responses": {"200": {"description": "the page",
                                             "content": {"text/html": {"schema": {"type": "string"}}}}}},
