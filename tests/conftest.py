@@ -238,3 +238,19 @@ def models_dir(tmp_path_factory, lstm_dir, transformer_dir, lstm_lm_dir, gpt_lm_
     (root / "notes").mkdir()
     (root / "notes" / "todo.txt").write_text("not a model\n")
     return root
+
+
+# short, as the tiny GPT's context holds 32 tokens: "s: a\nu: the cat\na:"
+CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'][0] }}: {{ m['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}a:{% endif %}")
+
+
+@pytest.fixture(scope="session")
+def chat_models_dir(tmp_path_factory, gpt_lm_dir, lstm_dir) -> Path:
+    """A serving folder for the chat and compatibility routes: the tiny GPT twice, `tiny-chat` with a chat template
+    of its own (chat_template.jinja, as transformers saves one) and `tiny-gpt` without, and a classifier."""
+    root = tmp_path_factory.mktemp("chat-served")
+    for name, source in (("tiny-chat", gpt_lm_dir), ("tiny-gpt", gpt_lm_dir), ("sentiment-lstm", lstm_dir)):
+        shutil.copytree(source, root / name)
+    (root / "tiny-chat" / "chat_template.jinja").write_text(CHAT_TEMPLATE, encoding="utf-8")
+    return root

@@ -31,6 +31,8 @@ class ErrorCode(StrEnum):
     INVALID_PARAMETER = ("invalid_parameter", 400, HTTP,
                          "a parameter is unknown, of the wrong type or out of range; or `model` is needed")
     UNKNOWN_MODEL = "unknown_model", 404, HTTP, "no model of that name and kind"
+    NO_CHAT_TEMPLATE = ("no_chat_template", 400, HTTP, "the generator has no chat template (serve it with "
+                        "`--chat_template FILE`)")
     NOT_FOUND = "not_found", 404, HTTP, "unknown route, or a model without a card"
     METHOD_NOT_ALLOWED = "method_not_allowed", 405, HTTP, "the route does not take that method"
     PAYLOAD_TOO_LARGE = "payload_too_large", 413, HTTP, "the body exceeds `max_content_length`"

@@ -26,7 +26,7 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from conftest import free_port  # noqa: E402
+from conftest import CHAT_TEMPLATE, free_port  # noqa: E402
 
 pytestmark = pytest.mark.slow
 API_KEY = "page-key"
@@ -55,10 +55,12 @@ def server(tmp_path_factory, lstm_dir, lstm_lm_dir):
     """
     models_dir = serving_folder(tmp_path_factory.mktemp("page-models"), **{CLASSIFIER: lstm_dir,
                                                                             GENERATOR: lstm_lm_dir})
+    template = tmp_path_factory.mktemp("page-template") / "chat.jinja"  # the tiny LSTM has no chat template
+    template.write_text(CHAT_TEMPLATE, encoding="utf-8")
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "textsvc.cli", "serve", "--models_dir", models_dir, "--port", str(port),
-         "--device", "cpu", "--threads", "4", "--max_new_tokens_limit", "4096"],
+         "--device", "cpu", "--threads", "4", "--max_new_tokens_limit", "4096", "--chat_template", str(template)],
         env={**os.environ, "TEXTSVC_API_KEYS": API_KEY}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -176,6 +178,41 @@ def test_classify_shows_every_label_with_a_score(page, server):
     (expected,) = post(server, "/classify", {"inputs": ["a great and wonderful film"], "model": CLASSIFIER})
     assert shown == {row["label"]: f"{row['score']:.3f}" for row in expected}
     assert next(iter(shown)) == "pos"  # best first
+
+
+def test_chat_streams_the_same_reply_as_the_api_and_keeps_the_conversation(page, server):
+    assert option_values(page, "chat-model") == [GENERATOR]
+    set_value(page, "temperature", 0)  # greedy, from the knobs the generator form shares
+    set_value(page, "max-new-tokens", 12)
+    for turn, text in enumerate(("the cat", "a dog"), start=1):
+        set_value(page, "chat-input", text)
+        by_id(page, "chat-button").click()
+        status = by_id(page, "chat-status")
+        wait_for(page, lambda: status.get_attribute("data-state") in ("done", "failed"))
+        assert status.get_attribute("data-state") == "done", by_id(page, "chat-error").text
+        assert len(page.find_elements(By.CSS_SELECTOR, "#chat-log li")) == 2 * turn
+    shown = [(item.get_attribute("data-role"), item.get_attribute("textContent"))
+             for item in page.find_elements(By.CSS_SELECTOR, "#chat-log li")]
+    expected = post(server, "/v1/chat/completions", {"model": GENERATOR, "max_tokens": 12, "temperature": 0,
+                                                     "top_p": 0.95, "messages": [
+                                                         {"role": role, "content": text} for role, text in shown[:3]]})
+    assert [role for role, _ in shown] == ["user", "assistant"] * 2
+    assert shown[3][1] == expected["choices"][0]["message"]["content"]
+    by_id(page, "chat-reset").click()
+    assert not page.find_elements(By.CSS_SELECTOR, "#chat-log li")
+
+
+def test_a_card_reads_as_text_with_its_pictures(page):
+    assert set(option_values(page, "card-model")) == {CLASSIFIER, GENERATOR}
+    page.execute_script("document.getElementById('card-model').value = arguments[0];", CLASSIFIER)
+    by_id(page, "card-button").click()
+    card = by_id(page, "card")
+    wait_for(page, lambda: card.find_elements(By.TAG_NAME, "h3"))
+    assert "---" not in card.text.splitlines()[0] and card.find_elements(By.TAG_NAME, "table")
+    pictures = card.find_elements(By.TAG_NAME, "img")
+    assert {p.get_attribute("alt").split(" ")[0] for p in pictures} == {"Training", "Confusion"}
+    wait_for(page, lambda: all(page.execute_script("return arguments[0].complete && arguments[0].naturalWidth", p)
+                               for p in pictures))
 
 
 @pytest.mark.parametrize("form, values, code", [

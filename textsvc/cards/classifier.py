@@ -28,8 +28,10 @@ def render_classifier_card(directory: Path, info: dict) -> str:
     results = {split: report for split in SPLIT_NAMES
                if (report := read_json(directory / f"{split}_results.json")) is not None}
     return common.join_sections(front_matter(info, results), [
-        model_details(info), intended_use(info), training_data(info), training_procedure(info),
-        evaluation(results), limitations(info, results), service_usage(info), common.framework_versions(info)])
+        model_details(info), intended_use(info), training_data(info),
+        training_procedure(info) + common.picture(directory, *common.CURVES),
+        evaluation(results) + common.picture(directory, *common.CONFUSION), limitations(info, results),
+        service_usage(info), common.framework_versions(info)])
 
 
 def front_matter(info: dict, results: dict) -> ModelCardData:

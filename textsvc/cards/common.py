@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -102,3 +103,12 @@ def framework_versions(info: dict) -> str:
     """`Framework versions`: the packages the model was trained with."""
     return "## Framework versions\n\n" + "\n".join(
         f"- {name}: {version}" for name, version in info["framework_versions"].items()) + "\n"
+
+
+CURVES = "training_curves.png", "Training and validation loss, and the validation metric, against steps"
+CONFUSION = "confusion_matrix.png", "Confusion matrix (rows: true label, columns: predicted)"
+
+
+def picture(directory: Path, file: str, caption: str) -> str:
+    """A markdown image of a file beside the card (a relative link, as the hub shows it), or '' when absent."""
+    return f"\n![{caption}]({file})\n" if (directory / file).is_file() else ""

@@ -28,7 +28,8 @@ def render_generator_card(directory: Path, info: dict) -> str:
     results = read_json(directory / "eval_results.json")
     samples = (read_json(directory / "samples.json") or {}).get("samples", [])
     return common.join_sections(front_matter(info, results), [
-        model_details(info), intended_use(info), training_data(info), training_procedure(info), evaluation(results),
+        model_details(info), intended_use(info), training_data(info),
+        training_procedure(info) + common.picture(directory, *common.CURVES), evaluation(results),
         sample_section(samples), limitations(info), service_usage(info), common.framework_versions(info)])
 
 

@@ -28,6 +28,8 @@ class ServingConfig:
                                                    "classifier, if there is one)")
     default_generator: str | None = setting(None, "model for requests that name none (default: the only "
                                                   "generator, if there is one)")
+    chat_template: str | None = setting(None, "a Jinja chat template file for /v1/chat/completions, used by the "
+                                              "generators that have no template of their own")
     device: str | None = setting(None, "cpu, cuda or cuda:N (default: cuda when present)")
     dtype: str = setting("auto", "float32, bfloat16, float16, or auto: bfloat16 on GPUs that have it and on CPUs "
                                  "with AVX-512 BF16 or AMX, else float32")
@@ -57,6 +59,8 @@ class ServingConfig:
         require(self.models_dir is None or bool(self.models_dir), "models_dir",
                 "must not be empty (leave it unset to serve the default models)")
         require(self.home is None or bool(self.home), "home", "must not be empty")
+        require(self.chat_template is None or Path(self.chat_template).is_file(), "chat_template",
+                f"{self.chat_template} is not a file")
         require(self.threads is None or self.threads > 0, "threads", "must be positive")
         for name in ("port", "max_batch_size", "max_batch_tokens", "max_generation_batch_size", "max_queue_size",
                      "max_inputs",

@@ -19,10 +19,13 @@ from werkzeug.exceptions import HTTPException
 from textsvc.config.common import build_configs
 from textsvc.config.serving import ServingConfig, serving_env_values
 from textsvc.errors import ErrorCode, OverloadedError, TextsvcError
+from textsvc.serving.chat import chat
+from textsvc.serving.compat import compat
 from textsvc.serving.engine import Engine
 from textsvc.serving.http import current_engine, error_response
 from textsvc.serving.routes import inference, models, ops
 from textsvc.serving.telemetry import Telemetry
+from textsvc.serving.timing import add_timing_headers
 
 log = logging.getLogger(__name__)
 # werkzeug's HTTP errors by status as textsvc's codes; any other status answers `http_error`
@@ -40,13 +43,14 @@ def create_app(config: ServingConfig | dict | None = None) -> Flask:
     app.json.sort_keys, app.json.ensure_ascii = False, False
     engine = Engine(config, Telemetry())
     app.extensions["textsvc"] = engine
-    for blueprint in (ops, models, inference):
+    for blueprint in (ops, models, inference, chat, compat):
         app.register_blueprint(blueprint)
     app.register_error_handler(TextsvcError, _textsvc_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.before_request(_start_timer)
     app.after_request(_count_request)
+    app.after_request(add_timing_headers)
     if config.load_in_background:
         threading.Thread(target=_load_quietly, args=(engine,), name="textsvc-load", daemon=True).start()
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -69,6 +70,9 @@ class DynamicBatcher:
 
     def _predict(self, batch: list[tuple[Any, Future]]) -> None:
         self.on_batch(len(batch))
+        started = time.perf_counter()
+        for _, future in batch:
+            future.started = started  # the queue time ends here (the timing headers read it)
         try:
             results = self.predict([item for item, _ in batch])
         except BaseException as error:  # the callers see the error; the worker lives on

@@ -181,16 +181,20 @@ class Engine:
         return {"name": name, "metadata": read_card_metadata(text), "markdown": text}
 
     def classify(self, name: str | None, texts: list[str], *, top_k: int | None = None, truncation: bool = True,
-                 function_to_apply: str | None = None) -> list[list[dict]]:
-        """Per text, every label (or the `top_k` best) with its score, best first."""
+                 function_to_apply: str | None = None, timing: dict | None = None) -> list[list[dict]]:
+        """Per text, every label (or the `top_k` best) with its score, best first; `timing`, when given, gets
+        `tokens` and `started` (when the first of its batches began) for the timing headers."""
         served = self.model(name, "classifier")
         activation = function_to_apply or served.default_activation
-        futures = served.batcher.submit_all(encode(served, texts, truncation))
+        ids = encode(served, texts, truncation)
+        futures = served.batcher.submit_all(ids)
         labels, scores = served.loaded.label_names, ACTIVATIONS[activation]
         results = []
         for future in futures:
             ranked = sorted(zip(labels, scores(future.result()).tolist()), key=lambda pair: -pair[1])  # (num_labels,)
             results.append([{"label": label, "score": score} for label, score in ranked[:top_k]])
+        if timing is not None:
+            timing.update(tokens=sum(map(len, ids)), started=min(getattr(f, "started", 0.0) for f in futures))
         return results
 
     def submit(self, name: str | None, prompt: str, config: SamplingConfig,

@@ -52,6 +52,7 @@ class Job:
         self.ids, self.config, self.should_stop = ids, config, should_stop
         self.result: GenerationResult | None = None
         self.submitted = time.perf_counter()
+        self.started: float | None = None  # when the worker seated it: the queue time ends there
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._cancelled = False
 
@@ -195,6 +196,7 @@ class GenerationWorker:
             # waiting jobs take the free seats between steps; block only while nothing runs
             while (jobs := self.queue.take(self.max_batch_size - len(running), block=not running)) is not None:
                 for job in jobs:
+                    job.started = time.perf_counter()
                     if job.cancelled:
                         job._put(None)  # its client went away while it waited
                 seated = self._seat([job for job in jobs if not job.cancelled])

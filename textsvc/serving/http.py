@@ -14,6 +14,7 @@ from textsvc.errors import ErrorCode, RequestError, TextsvcError, error_body
 from textsvc.serving.engine import Engine
 
 log = logging.getLogger(__name__)
+TGI_PATHS = ("/generate", "/generate_stream", "/predict")
 
 
 def current_engine() -> Engine:
@@ -27,8 +28,10 @@ def error_response(code: ErrorCode, message: str, field: str | None = None, stat
 
 
 def api_style() -> str:
-    """Whose error shape the route speaks: TGI's on its routes, OpenAI's under /v1, textsvc's elsewhere."""
-    if request.path in ("/generate", "/generate_stream") or request.path == "/" and request.method == "POST":
+    """Whose error shape the route speaks: TGI's on its routes (and TEI's /predict), OpenAI's under /v1, textsvc's
+    elsewhere."""
+    # TEI's /predict errors share TGI's shape: `{"error": message, "error_type"}`
+    if request.path in TGI_PATHS or request.path == "/" and request.method == "POST":
         return "tgi"
     return "openai" if request.path.startswith("/v1/") else "textsvc"
 

@@ -1,7 +1,7 @@
 """The service's OpenAPI 3.1 description, served at /openapi.json.
 
-Generated: each request body from its dataclass in `requests.py` (types from the annotations; bounds, defaults and
-help from the fields), the server's caps from its ServingConfig, the error codes from `ErrorCode`.
+Generated: each request body from its dataclass in `requests.py` or `chat_requests.py` (types from the annotations;
+bounds, defaults and help from the fields), the server's caps from its ServingConfig, the error codes from `ErrorCode`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from textsvc import __version__
 from textsvc.config.sampling import served_bounds
 from textsvc.config.serving import ServingConfig
 from textsvc.errors import HTTP, ErrorCode, error_body
-from textsvc.serving import requests as request_bodies
+from textsvc.serving.chat_requests import ChatRequest
 from textsvc.serving.requests import ClassifyRequest, CompletionRequest, TgiRequest
 
-JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null"}
+JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null", dict: "object"}
+BODIES = {cls.__name__: cls for cls in (ClassifyRequest, CompletionRequest, TgiRequest, ChatRequest)}
 
 
 def type_schema(hint: Any) -> dict:
@@ -60,8 +61,11 @@ def object_schemas(cls: type, caps: dict, strict: bool = False) -> dict[str, dic
         schema["additionalProperties"] = False
     schemas = {cls.__name__: schema}
     for field in fields:
-        if dataclasses.is_dataclass(hints[field.name]):
-            schemas.update(object_schemas(hints[field.name], caps, strict=True))
+        hint = hints[field.name]
+        if typing.get_origin(hint) is tuple and dataclasses.is_dataclass(typing.get_args(hint)[0]):
+            hint = typing.get_args(hint)[0]  # a list of objects (chat messages)
+        if dataclasses.is_dataclass(hint):
+            schemas.update(object_schemas(hint, caps, strict=True))
     return schemas
 
 
@@ -92,10 +96,19 @@ def paths() -> dict:
                                                 stream=True, secured=True)},
         "/v1/completions": {"post": _operation("OpenAI-compatible completion, streamed with stream=true",
                                                CompletionRequest, secured=True)},
+        "/v1/chat/completions": {"post": _operation("OpenAI-compatible chat, through the model's chat template; "
+                                                    "streamed with stream=true", ChatRequest, secured=True)},
         "/v1/models": {"get": _operation("Generators, in OpenAI's list shape")},
+        "/info": {"get": _operation("A model's limits: TGI's shape for a generator, TEI's for a classifier "
+                                    "(?model=NAME; default: the default generator)", secured=True)},
+        "/tokenize": {"post": _operation("Tokens with their offsets (TGI's and TEI's /tokenize)", secured=True)},
+        "/predict": {"post": _operation("TEI's classification route: /classify with `truncate` and `raw_scores`",
+                                        secured=True)},
         "/models": {"get": _operation("Every loaded model")},
         "/models/{name}": {"get": _operation("One model")},
         "/models/{name}/card": {"get": _operation("A model card: markdown and its YAML metadata")},
+        "/models/{name}/files/{file}": {"get": _operation("A picture the card shows: training_curves.png, "
+                                                          "confusion_matrix.png")},
         "/": {"get": {"summary": "The writers' page: pick a model, generate (streamed) and classify in a browser",
                       "responses": {"200": {"description": "the page",
                                             "content": {"text/html": {"schema": {"type": "string"}}}}}},
@@ -140,7 +153,7 @@ def openapi_document(config: ServingConfig | None = None) -> dict:
         for operation in route.values():
             if "requestBody" in operation:  # documents the dataclass of that name in requests.py
                 name = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
-                schemas.update(object_schemas(getattr(request_bodies, name), caps))
+                schemas.update(object_schemas(BODIES[name], caps))
     return {"openapi": "3.1.0", "info": {"title": "textsvc", "version": __version__}, "paths": routes,
             "components": {"schemas": {**schemas, **error_schemas()},
                            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}

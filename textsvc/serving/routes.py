@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from textsvc.serving.requests import (
     tgi_event,
     tgi_response,
 )
+from textsvc.serving.timing import finish, record_classification
 
 PAGE_DIR = Path(__file__).parent / "static"
 
@@ -40,7 +42,7 @@ def page():
     response = send_from_directory(PAGE_DIR, "index.html")
     # the page is one file: nothing from elsewhere may load, and it calls this origin only
     response.headers["Content-Security-Policy"] = ("default-src 'none'; script-src 'unsafe-inline'; "
-                                                   "style-src 'unsafe-inline'; connect-src 'self'; "
+                                                   "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'; "
                                                    "frame-ancestors 'none'")
     return response
 
@@ -85,6 +87,18 @@ def show_card(name: str):
     return jsonify(current_engine().card(name))
 
 
+CARD_PICTURES = ("training_curves.png", "confusion_matrix.png")  # what cards show; nothing else of a model dir
+
+
+@models.get("/models/<name>/files/<file>")
+def card_picture(name: str, file: str):
+    """A picture a card shows (open like the card, so that the page's <img> needs no key)."""
+    served = current_engine().model(name)
+    if file not in CARD_PICTURES or not (served.path / file).is_file():
+        raise RequestError(f"{name} has no {file}", code=ErrorCode.NOT_FOUND)
+    return send_from_directory(served.path, file, mimetype="image/png")
+
+
 @models.get("/v1/models")
 def openai_models():
     generators = [name for name, served in current_engine().models.items() if served.kind == "generator"]
@@ -105,7 +119,10 @@ def require_api_key() -> None:
 @inference.post("/classify")
 def classify():
     engine = current_engine()
-    return jsonify(engine.classify(**parse_classify(json_body(), engine.config).arguments))
+    arguments, submitted, timing = parse_classify(json_body(), engine.config).arguments, time.perf_counter(), {}
+    scores = engine.classify(**arguments, timing=timing)
+    record_classification(submitted, timing)
+    return jsonify(scores)
 
 
 @inference.post("/generate")
@@ -115,7 +132,7 @@ def generate():
     if generation.stream:
         return _tgi_stream(engine, generation)
     sampling = dataclasses.replace(generation.sampling, logprobs=generation.details)  # only `details` lists them
-    result = engine.generate(generation.model, generation.prompt, sampling, **generation.options)
+    result = finish(engine.submit(generation.model, generation.prompt, sampling, **generation.options))
     return jsonify(tgi_response(generation, result))
 
 
@@ -144,7 +161,7 @@ def completions():
     ident = completion_id()
     name = engine.model(generation.model, "generator").name
     if not generation.stream:
-        result = engine.generate(name, generation.prompt, generation.sampling, **generation.options)
+        result = finish(engine.submit(name, generation.prompt, generation.sampling, **generation.options))
         return jsonify(completion_response(name, result, result.text, ident, OPENAI_FINISH[result.finish_reason]))
     job = engine.submit(name, generation.prompt, generation.sampling, client_gone(), **generation.options)
 

@@ -21,6 +21,9 @@ from textsvc.devices import device_description, pick_device, pick_precision
 from textsvc.errors import ConfigError, ErrorCode
 from textsvc.modeldir import write_json, write_model_dir
 from textsvc.tokenization import load_tokenizer
+from textsvc.training.plots import save_confusion_matrix, save_training_curves
+
+SPLITS = {"test": "test", "eval": "validation"}  # results file prefix -> the split's name
 
 
 def checkpoints_dir(output_dir: str) -> Path:
@@ -92,7 +95,8 @@ def publish(trainer: Trainer, train: OptimisationConfig, run_dir: Path, write: C
 
 
 def save_model_files(directory: Path, trainer: Trainer, info: dict, results: dict[str, dict]) -> None:
-    """Everything a model directory holds: weights, tokenizer, result files by name, training record, card."""
+    """Everything a model directory holds: weights, tokenizer, result files by name, training record, its pictures
+    (training curves; a classifier's confusion matrix), card."""
     trainer.model.save_pretrained(directory)
     trainer.processing_class.save_pretrained(directory)
     for name, content in results.items():
@@ -100,6 +104,11 @@ def save_model_files(directory: Path, trainer: Trainer, info: dict, results: dic
     write_json(directory / "train_results.json", info["train_metrics"])
     write_json(directory / "training_info.json", info)
     trainer.state.save_to_json(str(directory / "trainer_state.json"))
+    save_training_curves(directory)
+    for split in ("test", "eval"):  # a classifier's confusion matrix, of its test split where it has one
+        if "confusion_matrix" in results.get(f"{split}_results.json", {}):
+            save_confusion_matrix(directory, results[f"{split}_results.json"], SPLITS[split])
+            break
     (directory / "README.md").write_text(render_card(directory), encoding="utf-8")
 
 
