@@ -2,8 +2,9 @@
 token per step, and seats waiting requests between steps (iteration-level scheduling, as in Orca, Yu et al. 2022).
 
 The requests that arrive together are prefilled together (a transformer's prompts left-padded into one forward pass;
-the LSTM's one by one), then their state joins the running batch: an LSTM's (h, c) rows are stacked; a transformer's key/value cache rows are left-padded to one
-length, with an attention mask that hides the padding and explicit position ids. Token choice, stop strings and text
+the LSTM's one by one), then their state joins the running batch: an LSTM's (h, c) rows are stacked; a
+transformer's key/value cache rows are left-padded to one length, with an attention mask that hides the padding and
+explicit position ids. Token choice, stop strings and text
 release are `generation.sequence.DecodingSequence`'s, so what a request gets does not depend on the path that made it
 (up to floating-point differences between batch shapes). Requests wait in an `AdmissionQueue`, as classifier texts do.
 """
