@@ -19,7 +19,9 @@ from werkzeug.exceptions import HTTPException
 from textsvc.config.common import build_configs
 from textsvc.config.serving import ServingConfig, serving_env_values
 from textsvc.errors import ErrorCode, OverloadedError, TextsvcError
+from textsvc.serving.admin import admin
 from textsvc.serving.engine import Engine
+from textsvc.serving.guard import install_guard
 from textsvc.serving.http import current_engine, error_response
 from textsvc.serving.routes import inference, models, ops
 from textsvc.serving.telemetry import Telemetry
@@ -40,7 +42,8 @@ def create_app(config: ServingConfig | dict | None = None) -> Flask:
     app.json.sort_keys, app.json.ensure_ascii = False, False
     engine = Engine(config, Telemetry())
     app.extensions["textsvc"] = engine
-    for blueprint in (ops, models, inference):
+    install_guard(app, config)
+    for blueprint in (ops, models, inference, admin):
         app.register_blueprint(blueprint)
     app.register_error_handler(TextsvcError, _textsvc_error)
     app.register_error_handler(HTTPException, _http_error)
