@@ -96,10 +96,10 @@ def should_stop(client_gone: Callable[[], bool]) -> Callable[[], bool]:
     return lambda: client_gone() or time.monotonic() > deadline
 
 
-def past_deadline() -> bool:
-    """Whether the request's deadline has passed."""
+def past_deadline() -> Callable[[], bool]:
+    """Whether the request's deadline has passed, as a check that works after the request context is gone."""
     deadline = g.get("deadline")
-    return deadline is not None and time.monotonic() > deadline
+    return lambda: deadline is not None and time.monotonic() > deadline
 
 
 def deadline_error() -> RequestError:

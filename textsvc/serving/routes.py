@@ -174,9 +174,10 @@ def completions():
         return jsonify(completion_response(name, result, result.text, ident, OPENAI_FINISH[result.finish_reason]))
     job = engine.submit(name, generation.prompt, generation.sampling, should_stop(client_gone()),
                         **generation.options)
+    events = until_deadline(job)
 
     def chunks() -> Iterator[dict]:
-        for event in until_deadline(job):
+        for event in events:
             if event.text:
                 yield completion_response(name, None, event.text, ident, None)
         if job.result is not None:  # None when the client went away
@@ -187,6 +188,10 @@ def completions():
 
 def until_deadline(job) -> Iterator:
     """The job's events; a last `deadline_exceeded` when the deadline cancelled it (not when the client left)."""
-    yield from job
-    if job.result is None and past_deadline():
-        raise deadline_error()
+    expired = past_deadline()  # read now: a stream's body runs after the request context is gone
+
+    def events() -> Iterator:
+        yield from job
+        if job.result is None and expired():
+            raise deadline_error()
+    return events()
