@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 import typing
 
@@ -216,9 +217,20 @@ def run_serve(args: argparse.Namespace) -> None:
     if config.models_dir is None:  # no folder named anywhere: the default models, prepared on the first run
         config = dataclasses.replace(config, models_dir=str(_prepare_defaults(config.home)))
     discover_models(config.models_dir)  # a wrong folder fails here, not in the background
+    _log_to_stderr("textsvc.access", "%(message)s")  # one JSON line per inference request
+    _log_to_stderr("textsvc.serving", "textsvc: %(message)s", logging.WARNING)
     app = create_app(config)
     print(f"textsvc: serving {config.models_dir} on http://{config.host}:{config.port}", file=sys.stderr, flush=True)
     serve(app, config)
+
+
+def _log_to_stderr(name: str, form: str, level: int = logging.INFO) -> None:
+    logger = logging.getLogger(name)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(form))
+        logger.addHandler(handler)
+        logger.setLevel(level)
 
 
 def run_hash_key(args: argparse.Namespace) -> None:
@@ -239,8 +251,6 @@ def run_prepare_defaults(args: argparse.Namespace) -> None:
 
 def _prepare_defaults(home: str | None):
     """The default models folder under textsvc's home, prepared on the first call with its progress on stderr."""
-    import logging
-
     from textsvc.config.serving import textsvc_home
     from textsvc.default_models import prepare_default_models
 

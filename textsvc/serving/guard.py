@@ -59,6 +59,7 @@ def admit_inference() -> None:
     guard, config = current_guard(), current_app.extensions["textsvc"].config
     key = check_key(guard.inference_keys, "inference", required=False)
     guard.lifecycle.enter(key, config.max_concurrent_per_key)
+    current_app.extensions["textsvc"].telemetry.in_flight.inc()
     g.admitted_key, g.admitted = key, True
     g.deadline = time.monotonic() + config.request_timeout_s if config.request_timeout_s else None
 
@@ -68,11 +69,13 @@ def release_inference(response: Response) -> Response:
     stream's last event sent), and logs its line then."""
     if g.pop("admitted", False):
         lifecycle, key = current_guard().lifecycle, g.admitted_key
+        gauge = current_app.extensions["textsvc"].telemetry.in_flight
         line = access_record(response)
         started = g.get("started", time.perf_counter())
 
         def done() -> None:
             lifecycle.leave(key)
+            gauge.dec()
             access_log.info(json.dumps({**line, "total_ms": round((time.perf_counter() - started) * 1000, 1)}))
         response.call_on_close(done)
     return response

@@ -32,6 +32,9 @@ class Telemetry:
         self.auth_failures = Counter("textsvc_auth_failures", "Requests refused for a missing or wrong key, by scope "
                                      "(inference, admin)", ["scope"], registry=self.registry)
 
+        self.in_flight = Gauge("textsvc_requests_in_flight", "Inference requests admitted and not yet answered "
+                               "(streams until their last event)", registry=self.registry)
+
     def worker_hooks(self, model: str) -> dict[str, Callable]:
         """The callbacks through which a model's worker reports: batch sizes and queue depth (both kinds), and the
         time to the first token and the tokens made (generators). A series appears at its first report."""
