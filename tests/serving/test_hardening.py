@@ -3,6 +3,7 @@ answers: through Flask's test client, on tiny real models."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -130,7 +131,7 @@ def test_limits_are_refused_before_any_work(broken_models, setting, body, code):
 def test_a_deadline_cancels_the_generation(broken_models):
     app, client = served(broken_models, request_timeout_s=0.05)
     engine, started = app.extensions["textsvc"], time.monotonic()
-    body = {"inputs": "", "model": "tiny-lstm-lm", "parameters": {"max_new_tokens": 512, "do_sample": True}}
+    body = {"inputs": "", "model": "tiny-lstm-lm", "parameters": {"max_new_tokens": 512}}  # greedy: no early EOS
     answer = client.post("/generate", json=body)
     assert answer.status_code == 504 and answer.json["code"] == "deadline_exceeded"
     stream = client.post("/generate_stream", json=body).get_data(as_text=True)
@@ -156,4 +157,22 @@ def test_cors_is_off(broken_models):
     app, client = served(broken_models)
     answer = client.options("/classify", headers={"Origin": "https://elsewhere.example"})
     assert "Access-Control-Allow-Origin" not in answer.headers
+    app.extensions["textsvc"].close()
+    app, client = served(broken_models, cors_origins=("https://page.example",), api_keys=("user-key",))
+    preflight = client.options("/classify", headers={"Origin": "https://page.example"})
+    assert preflight.status_code == 200 and preflight.headers["Access-Control-Allow-Origin"] == "https://page.example"
+    other = client.post("/classify", json={"inputs": "good", "model": "sentiment-lstm"}, headers={
+        "Origin": "https://elsewhere.example", **USER})
+    assert other.status_code == 200 and "Access-Control-Allow-Origin" not in other.headers
+    app.extensions["textsvc"].close()
+
+
+@pytest.mark.parametrize("log_texts", [False, True])
+def test_one_json_log_line_per_request_without_the_text(broken_models, caplog, log_texts):
+    app, client = served(broken_models, log_texts=log_texts)
+    with caplog.at_level("INFO", logger="textsvc.access"):
+        client.post("/classify", json={"inputs": "secret words", "model": "sentiment-lstm"}).close()
+    (line,) = [json.loads(record.getMessage()) for record in caplog.records if record.name == "textsvc.access"]
+    assert line["route"] == "/classify" and line["status"] == 200 and line["total_ms"] >= 0
+    assert ("secret words" in json.dumps(line)) is log_texts
     app.extensions["textsvc"].close()

@@ -14,7 +14,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from test_serve import call, metric_samples, running_server
 
 pytestmark = pytest.mark.slow

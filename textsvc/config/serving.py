@@ -68,6 +68,8 @@ class ServingConfig:
                                               "models and at least one model of each kind found are up)")
     shutdown_grace_s: float = setting(90.0, "on SIGTERM or SIGINT, how long requests in flight may take to finish "
                                             "before the process exits (TGI's default: 90)")
+    cors_origins: tuple[str, ...] | None = setting(None, "origins whose browser pages may call the API ('*': any); "
+                                                         "unset: no CORS headers, so browsers allow this origin only")
     log_texts: bool = setting(False, "put prompts and texts in the per-request log line")
     warmup: bool = setting(True, "one tiny request per model before /ready says yes")
     load_in_background: bool = setting(False, "answer /health (and 503 on /ready) while models load")

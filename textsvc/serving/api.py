@@ -50,6 +50,7 @@ def create_app(config: ServingConfig | dict | None = None) -> Flask:
     app.register_error_handler(Exception, _unexpected_error)
     app.before_request(_start_timer)
     app.after_request(_count_request)
+    app.after_request(_allow_origin)
     if config.load_in_background:
         threading.Thread(target=_load_quietly, args=(engine,), name="textsvc-load", daemon=True).start()
     else:
@@ -97,4 +98,15 @@ def _count_request(response: Response) -> Response:
     telemetry = current_engine().telemetry
     telemetry.requests.labels(route, request.method, str(response.status_code)).inc()
     telemetry.latency.labels(route).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+    return response
+
+
+def _allow_origin(response: Response) -> Response:
+    """CORS headers for a configured origin only (off by default)."""
+    origins, origin = current_engine().config.cors_origins or (), request.headers.get("Origin")
+    if origin and (origin in origins or "*" in origins):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST"
+        response.vary.add("Origin")
     return response

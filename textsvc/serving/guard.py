@@ -56,6 +56,8 @@ def check_key(keys: KeyRing, scope: str, required: bool) -> str | None:
 
 def admit_inference() -> None:
     """The inference blueprint's before_request: key, shutdown, the key's concurrency, then the deadline."""
+    if request.method == "OPTIONS":  # a browser's CORS preflight carries no key and does no work
+        return
     guard, config = current_guard(), current_app.extensions["textsvc"].config
     key = check_key(guard.inference_keys, "inference", required=False)
     guard.lifecycle.enter(key, config.max_concurrent_per_key)
@@ -70,24 +72,28 @@ def release_inference(response: Response) -> Response:
     if g.pop("admitted", False):
         lifecycle, key = current_guard().lifecycle, g.admitted_key
         gauge = current_app.extensions["textsvc"].telemetry.in_flight
-        line = access_record(response)
-        started = g.get("started", time.perf_counter())
+        line, started, job = access_record(response), g.get("started", time.perf_counter()), g.get("job")
 
         def done() -> None:
             lifecycle.leave(key)
             gauge.dec()
-            access_log.info(json.dumps({**line, "total_ms": round((time.perf_counter() - started) * 1000, 1)}))
+            result = getattr(job, "result", None)  # a stream's result exists only now
+            tokens = line["tokens"] if result is None else len(result.token_ids)
+            access_log.info(json.dumps({**line, "tokens": tokens,
+                                        "total_ms": round((time.perf_counter() - started) * 1000, 1)}))
         response.call_on_close(done)
     return response
 
 
 def access_record(response: Response) -> dict:
     """The request's log line: route, status, model, timings and tokens; texts only with `log_texts`."""
+    body, result = g.get("body"), g.get("result")
     record = {"route": request.url_rule.rule if request.url_rule else request.path, "method": request.method,
-              "status": response.status_code, "model": g.get("model_name"), "tokens": g.get("generated_tokens"),
+              "status": response.status_code, "model": body.get("model") if isinstance(body, dict) else None,
+              "tokens": len(result.token_ids) if result is not None else None,
               "headers_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1)}
     if current_app.extensions["textsvc"].config.log_texts:
-        record["body"] = request.get_data(as_text=True)[:10_000]
+        record["body"] = body
     return record
 
 

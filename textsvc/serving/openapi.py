@@ -93,7 +93,8 @@ def paths() -> dict:
         "/v1/completions": {"post": _operation("OpenAI-compatible completion, streamed with stream=true",
                                                CompletionRequest, secured=True)},
         "/v1/models": {"get": _operation("Generators, in OpenAI's list shape")},
-        "/models": {"get": _operation("Every loaded model")},
+        "/models": {"get": _operation("Every model: those up (status ready), then those that failed to load, "
+                                      "with their error")},
         "/models/{name}": {"get": _operation("One model")},
         "/models/{name}/card": {"get": _operation("A model card: markdown and its YAML metadata")},
         "/": {"get": {"summary": "The writers' page: pick a model, generate (streamed) and classify in a browser",
@@ -102,7 +103,11 @@ def paths() -> dict:
               "post": _operation("TGI's route: /generate, or /generate_stream with stream=true", TgiRequest,
                                  secured=True)},
         "/health": {"get": _operation("The process is up")},
-        "/ready": {"get": _operation("The models are loaded (503 until then)")},
+        "/ready": {"get": _operation("Ready for traffic: every default model and a model of each kind found are up "
+                                     "(every model, with require_all_models); 503 not_ready while loading, "
+                                     "load_failed, or shutting_down")},
+        "/admin/reload": {"post": _operation("Publish new, changed and removed model directories (admin key)",
+                                             secured=True)},
         "/metrics": {"get": _operation("Prometheus metrics")},
         "/openapi.json": {"get": _operation("This document")},
     }

@@ -139,6 +139,7 @@ def generate():
                              **generation.options)
     if result is None:
         raise deadline_error()
+    g.result = result
     return jsonify(tgi_response(generation, result))
 
 
@@ -156,7 +157,8 @@ def generate_stream():
 
 def _tgi_stream(engine: Engine, generation) -> Response:
     sampling = dataclasses.replace(generation.sampling, logprobs=True)  # each TGI event carries a logprob
-    job = engine.submit(generation.model, generation.prompt, sampling, should_stop(client_gone()), **generation.options)
+    g.job = job = engine.submit(generation.model, generation.prompt, sampling, should_stop(client_gone()),
+                                **generation.options)
     return event_stream((tgi_event(generation, event, job.result) for event in until_deadline(job)), job.cancel)
 
 
@@ -171,9 +173,10 @@ def completions():
                                  should_stop=should_stop(client_gone()), **generation.options)
         if result is None:
             raise deadline_error()
+        g.result = result
         return jsonify(completion_response(name, result, result.text, ident, OPENAI_FINISH[result.finish_reason]))
-    job = engine.submit(name, generation.prompt, generation.sampling, should_stop(client_gone()),
-                        **generation.options)
+    g.job = job = engine.submit(name, generation.prompt, generation.sampling, should_stop(client_gone()),
+                                **generation.options)
     events = until_deadline(job)
 
     def chunks() -> Iterator[dict]:
