@@ -176,3 +176,15 @@ def test_one_json_log_line_per_request_without_the_text(broken_models, caplog, l
     assert line["route"] == "/classify" and line["status"] == 200 and line["total_ms"] >= 0
     assert ("secret words" in json.dumps(line)) is log_texts
     app.extensions["textsvc"].close()
+
+
+def test_a_pickle_only_model_is_refused_alone(broken_models):
+    pickled = broken_models / "pickled"
+    shutil.copytree(broken_models / "sentiment-lstm", pickled)
+    (pickled / "model.safetensors").unlink()
+    (pickled / "pytorch_model.bin").write_bytes(b"a pickle would run code on load")
+    app, client = served(broken_models)
+    failed = {entry["name"]: entry["error"]["code"] for entry in client.get("/ready").json["failed"]}
+    assert failed["pickled"] == "incomplete_model_dir"
+    assert client.post("/classify", json={"inputs": "good", "model": "sentiment-lstm"}).status_code == 200
+    app.extensions["textsvc"].close()
