@@ -163,7 +163,7 @@ def test_generator_is_imported_once_and_served_beside_the_classifier(prepared, g
 
 
 def test_serve_without_models_dir_serves_the_defaults(prepared, tmp_path, monkeypatch):
-    import waitress
+    from textsvc.serving import server
 
     homes, served = [], []
 
@@ -172,7 +172,7 @@ def test_serve_without_models_dir_serves_the_defaults(prepared, tmp_path, monkey
         return prepared
 
     monkeypatch.setattr(default_models, "prepare_default_models", prepare)
-    monkeypatch.setattr(waitress, "serve", lambda app, **options: served.append(app.extensions["textsvc"]))
+    monkeypatch.setattr(server, "serve", lambda app, config: served.append(app.extensions["textsvc"]))
     monkeypatch.setenv("TEXTSVC_HOME", str(tmp_path / "from-env"))
     assert main(["serve", "--no-load_in_background", "--device", "cpu"]) == 0
     assert main(["serve", "--no-load_in_background", "--device", "cpu", "--home", str(tmp_path / "flag")]) == 0

@@ -54,7 +54,7 @@ def test_codes_are_unique_strings_with_a_status_and_a_meaning():
     assert len({code.value for code in ErrorCode}) == len(ErrorCode)
     for code in ErrorCode:
         assert code == code.value and f"{code}" == code.value and code.meaning and code.surface in (HTTP, CLI)
-        assert code.http_status in (400, 401, 404, 405, 413, 415, 500, 503) or code is ErrorCode.HTTP_ERROR
+        assert code.http_status in (400, 401, 404, 405, 413, 415, 429, 500, 503, 504) or code is ErrorCode.HTTP_ERROR
 
 
 def test_errors_carry_the_status_of_their_code():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 import typing
 
@@ -19,7 +20,7 @@ from textsvc.config.training import (
     TextDataConfig,
     TrainingConfig,
 )
-from textsvc.errors import ErrorCode, TextsvcError
+from textsvc.errors import ConfigError, ErrorCode, TextsvcError
 
 SERVING_FIELDS = {field.name: field for field in dataclasses.fields(ServingConfig)}
 
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = commands.add_parser("prepare-defaults", help="prepare the default models that serve uses without "
                                                             "--models_dir (once; then they are cached)")
     defaults.add_argument("--home", help=flag_help(SERVING_FIELDS["home"]))
+    commands.add_parser("hash-key", help="read an API key from stdin and print its `sha256:HEX` line for "
+                                         "--api_keys_file or --admin_keys_file")
     return parser
 
 
@@ -174,7 +177,6 @@ def run_generate(args: argparse.Namespace) -> None:
 
 
 def run_import_gguf(args: argparse.Namespace) -> None:
-    from textsvc.errors import ConfigError
     from textsvc.gguf_import import default_gguf_file, import_gguf
 
     gguf_file = args.gguf_file or default_gguf_file()
@@ -202,11 +204,10 @@ def run_card(args: argparse.Namespace) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> None:
-    import waitress
-
-    from textsvc.config.serving import http_threads, serving_env_values
+    from textsvc.config.serving import serving_env_values
     from textsvc.serving.api import create_app
     from textsvc.serving.engine import discover_models
+    from textsvc.serving.server import serve
 
     values = {"load_in_background": True}  # listen at once; /ready says 503 until the models are loaded
     values.update(serving_env_values())  # TEXTSVC_* variables, then the config file, then flags
@@ -216,11 +217,32 @@ def run_serve(args: argparse.Namespace) -> None:
     if config.models_dir is None:  # no folder named anywhere: the default models, prepared on the first run
         config = dataclasses.replace(config, models_dir=str(_prepare_defaults(config.home)))
     discover_models(config.models_dir)  # a wrong folder fails here, not in the background
+    _log_to_stderr("textsvc.access", "%(message)s")  # one JSON line per inference request
+    _log_to_stderr("textsvc.serving", "textsvc: %(message)s", logging.WARNING)
     app = create_app(config)
     print(f"textsvc: serving {config.models_dir} on http://{config.host}:{config.port}", file=sys.stderr, flush=True)
-    # a request look-ahead lets waitress notice a client that hung up mid-stream (environ's client_disconnected)
-    waitress.serve(app, host=config.host, port=config.port, threads=http_threads(config), channel_request_lookahead=1,
-                   ident="textsvc")
+    serve(app, config)
+
+
+def _log_to_stderr(name: str, form: str, level: int = logging.INFO) -> None:
+    logger = logging.getLogger(name)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(form))
+        logger.addHandler(handler)
+        logger.setLevel(level)
+
+
+def run_hash_key(args: argparse.Namespace) -> None:
+    """Print the `sha256:HEX` line for a key file; the key comes from stdin, never argv (shell history)."""
+    import getpass
+
+    from textsvc.serving.auth import hash_key
+
+    key = getpass.getpass("key: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\r\n")
+    if not key:
+        raise ConfigError("hash-key: no key on stdin", field="key")
+    print(hash_key(key))
 
 
 def run_prepare_defaults(args: argparse.Namespace) -> None:
@@ -229,8 +251,6 @@ def run_prepare_defaults(args: argparse.Namespace) -> None:
 
 def _prepare_defaults(home: str | None):
     """The default models folder under textsvc's home, prepared on the first call with its progress on stderr."""
-    import logging
-
     from textsvc.config.serving import textsvc_home
     from textsvc.default_models import prepare_default_models
 
@@ -245,7 +265,7 @@ def _prepare_defaults(home: str | None):
 
 COMMANDS = {"train-classifier": run_train_classifier, "train-generator": run_train_generator,
             "evaluate": run_evaluate, "generate": run_generate, "import-gguf": run_import_gguf, "card": run_card,
-            "serve": run_serve, "prepare-defaults": run_prepare_defaults}
+            "serve": run_serve, "prepare-defaults": run_prepare_defaults, "hash-key": run_hash_key}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,11 +37,20 @@ class ErrorCode(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed", 405, HTTP, "the route does not take that method"
     PAYLOAD_TOO_LARGE = "payload_too_large", 413, HTTP, "the body exceeds `max_content_length`"
     UNAUTHORIZED = ("unauthorized", 401, HTTP,
-                    "API keys are configured and the Bearer key is missing or wrong")
+                    "API keys are configured and the Bearer key is missing or wrong; or an admin route without an "
+                    "admin key")
+    TOO_MANY_REQUESTS = ("too_many_requests", 429, HTTP,
+                         "the client's key already has `max_concurrent_per_key` requests in flight")
+    DEADLINE_EXCEEDED = ("deadline_exceeded", 504, HTTP,
+                         "the request ran past `request_timeout_s`; its generation was cancelled")
     OVERLOADED = ("overloaded", 503, HTTP,
                   "the model's queue is full, or the service is stopping; retry after `Retry-After` seconds")
     NOT_READY = "not_ready", 503, HTTP, "the models are still loading"
-    LOAD_FAILED = "load_failed", 503, HTTP, "the models failed to load (the message and the log say why)"
+    LOAD_FAILED = ("load_failed", 503, HTTP,
+                   "the model failed to load (`/ready` and `/models` say why); the others serve")
+    SHUTTING_DOWN = ("shutting_down", 503, HTTP,
+                     "the server is stopping: it finishes the requests it has and takes no new ones; retry after "
+                     "`Retry-After` seconds (on another replica)")
     INTERNAL_ERROR = "internal_error", 500, HTTP, "the service failed on this request (a bug: see its log)"
     HTTP_ERROR = "http_error", None, HTTP, "any other HTTP error, with its own status"
 

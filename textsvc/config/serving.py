@@ -50,8 +50,29 @@ class ServingConfig:
     max_content_length: int = setting(1_000_000, "largest request body, in bytes")
     max_new_tokens_limit: int = setting(512, "the largest max_new_tokens a request may ask for")
     retry_after_s: int = setting(1, "the Retry-After header of an `overloaded` answer, in seconds")
-    api_keys: tuple[str, ...] | None = setting(None, "comma-separated Bearer keys for the inference routes "
-                                                     "(better: TEXTSVC_API_KEYS); unset: open")
+    api_keys: tuple[str, ...] | None = setting(None, "comma-separated Bearer keys (or `sha256:HEX` hashes) for the "
+                                                     "inference routes (better: TEXTSVC_API_KEYS, or api_keys_file); "
+                                                     "unset: open")
+    api_keys_file: str | None = setting(None, "file of inference keys' hashes, one `sha256:HEX` a line, as "
+                                              "`textsvc hash-key` prints them ('#' starts a comment)")
+    admin_keys: tuple[str, ...] | None = setting(None, "Bearer keys (or hashes) for /admin/*, apart from the "
+                                                       "inference keys (better: TEXTSVC_ADMIN_KEYS); unset: /admin "
+                                                       "refuses every call")
+    admin_keys_file: str | None = setting(None, "file of admin keys' hashes, as api_keys_file")
+    max_concurrent_per_key: int = setting(0, "inference requests in flight per client key, streams included, "
+                                             "before 429 too_many_requests (0: no limit)")
+    request_timeout_s: float = setting(300.0, "a request's deadline from its arrival, in seconds: a generation "
+                                              "still running then is cancelled, 504 deadline_exceeded (0: none)")
+    max_input_chars: int = setting(100_000, "characters per text or prompt")
+    max_stop_sequences: int = setting(8, "stop sequences per request")
+    max_stop_chars: int = setting(256, "characters per stop sequence")
+    require_all_models: bool = setting(False, "/ready only when every model loaded (default: when the default "
+                                              "models and at least one model of each kind found are up)")
+    shutdown_grace_s: float = setting(90.0, "on SIGTERM or SIGINT, how long requests in flight may take to finish "
+                                            "before the process exits (TGI's default: 90)")
+    cors_origins: tuple[str, ...] | None = setting(None, "origins whose browser pages may call the API ('*': any); "
+                                                         "unset: no CORS headers, so browsers allow this origin only")
+    log_texts: bool = setting(False, "put prompts and texts in the per-request log line")
     warmup: bool = setting(True, "one tiny request per model before /ready says yes")
     load_in_background: bool = setting(False, "answer /health (and 503 on /ready) while models load")
 
@@ -63,14 +84,17 @@ class ServingConfig:
                 f"{self.chat_template} is not a file")
         require(self.threads is None or self.threads > 0, "threads", "must be positive")
         for name in ("port", "max_batch_size", "max_batch_tokens", "max_generation_batch_size", "max_queue_size",
-                     "max_inputs",
-                     "max_content_length", "max_new_tokens_limit"):
+                     "max_inputs", "max_content_length", "max_new_tokens_limit", "max_input_chars",
+                     "max_stop_sequences", "max_stop_chars"):
             require(getattr(self, name) > 0, name, "must be positive")
         require(self.port < 65536, "port", "must be below 65536")
         require(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
         require(0 <= self.max_wait_ms <= 10_000, "max_wait_ms", "must be in [0, 10000]")
         require(self.retry_after_s >= 0, "retry_after_s", "must be >= 0")
-        require(self.api_keys is None or all(self.api_keys), "api_keys", "must not contain empty keys")
+        for name in ("api_keys", "admin_keys"):
+            require(getattr(self, name) is None or all(getattr(self, name)), name, "must not contain empty keys")
+        for name in ("max_concurrent_per_key", "request_timeout_s", "shutdown_grace_s"):
+            require(getattr(self, name) >= 0, name, "must be >= 0")
 
 
 def http_threads(config: ServingConfig) -> int:

@@ -19,9 +19,11 @@ from werkzeug.exceptions import HTTPException
 from textsvc.config.common import build_configs
 from textsvc.config.serving import ServingConfig, serving_env_values
 from textsvc.errors import ErrorCode, OverloadedError, TextsvcError
+from textsvc.serving.admin import admin
 from textsvc.serving.chat import chat
 from textsvc.serving.compat import compat
 from textsvc.serving.engine import Engine
+from textsvc.serving.guard import install_guard
 from textsvc.serving.http import current_engine, error_response
 from textsvc.serving.routes import inference, models, ops
 from textsvc.serving.telemetry import Telemetry
@@ -43,7 +45,8 @@ def create_app(config: ServingConfig | dict | None = None) -> Flask:
     app.json.sort_keys, app.json.ensure_ascii = False, False
     engine = Engine(config, Telemetry())
     app.extensions["textsvc"] = engine
-    for blueprint in (ops, models, inference, chat, compat):
+    install_guard(app, config)
+    for blueprint in (ops, models, inference, chat, compat, admin):
         app.register_blueprint(blueprint)
     app.register_error_handler(TextsvcError, _textsvc_error)
     app.register_error_handler(HTTPException, _http_error)
@@ -51,6 +54,7 @@ def create_app(config: ServingConfig | dict | None = None) -> Flask:
     app.before_request(_start_timer)
     app.after_request(_count_request)
     app.after_request(add_timing_headers)
+    app.after_request(_allow_origin)
     if config.load_in_background:
         threading.Thread(target=_load_quietly, args=(engine,), name="textsvc-load", daemon=True).start()
     else:
@@ -98,4 +102,15 @@ def _count_request(response: Response) -> Response:
     telemetry = current_engine().telemetry
     telemetry.requests.labels(route, request.method, str(response.status_code)).inc()
     telemetry.latency.labels(route).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+    return response
+
+
+def _allow_origin(response: Response) -> Response:
+    """CORS headers for a configured origin only (off by default)."""
+    origins, origin = current_engine().config.cors_origins or (), request.headers.get("Origin")
+    if origin and (origin in origins or "*" in origins):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST"
+        response.vary.add("Origin")
     return response

@@ -7,19 +7,21 @@ import functools
 from collections.abc import Iterator
 from pathlib import Path
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, g, jsonify
 from jinja2.exceptions import TemplateError
 
 from textsvc.errors import ErrorCode, RequestError
 from textsvc.serving.chat_requests import chat_chunk, chat_id, chat_response, parse_chat, token_logprobs
 from textsvc.serving.engine import ServedGenerator
+from textsvc.serving.guard import admit_inference, deadline_error, release_inference, should_stop
 from textsvc.serving.http import client_gone, current_engine, event_stream, json_body
 from textsvc.serving.requests import OPENAI_FINISH
-from textsvc.serving.routes import require_api_key
+from textsvc.serving.routes import until_deadline
 from textsvc.serving.timing import finish
 
 chat = Blueprint("chat", __name__)
-chat.before_request(require_api_key)
+chat.before_request(admit_inference)  # keys, shutdown refusal and per-key limits, as on /generate
+chat.after_request(release_inference)
 
 
 @functools.cache
@@ -52,18 +54,23 @@ def chat_completions():
     request = parse_chat(json_body(), engine.config)
     served = engine.model(request.model, "generator")
     prompt = chat_prompt(served, request.messages, engine.config.chat_template)
-    job = engine.submit(served.name, prompt, request.sampling, client_gone(), **request.options)
+    g.job = job = engine.submit(served.name, prompt, request.sampling, should_stop(client_gone()),
+                                **request.options)
     ident = chat_id()
     if not request.stream:
-        return jsonify(chat_response(served.name, finish(job), ident, request.sampling.logprobs))
-    return _stream(served.name, job, ident, request)
+        result = finish(job)
+        if result is None:
+            raise deadline_error()
+        g.result = result
+        return jsonify(chat_response(served.name, result, ident, request.sampling.logprobs))
+    return _stream(served.name, job, until_deadline(job), ident, request)
 
 
-def _stream(name: str, job, ident: str, request) -> Response:
+def _stream(name: str, job, events, ident: str, request) -> Response:
     """The role first, then the text as it is released, the finish reason, the usage if asked, then [DONE]."""
     def chunks() -> Iterator[dict]:
         yield chat_chunk(name, ident, {"role": "assistant", "content": ""})
-        for event in job:
+        for event in events:
             if event.text:
                 logprobs = (token_logprobs([(event.text, event.logprob)])
                             if request.sampling.logprobs and event.logprob is not None else None)

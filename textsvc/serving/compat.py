@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, g, jsonify, request
 
 import textsvc
 from textsvc.errors import ErrorCode, RequestError
 from textsvc.loading import context_length
 from textsvc.serving.engine import ServedClassifier, ServedGenerator
+from textsvc.serving.guard import admit_inference, release_inference
 from textsvc.serving.http import current_engine, json_body
 from textsvc.serving.requests import parse_classify
-from textsvc.serving.routes import require_api_key
 from textsvc.serving.timing import record_classification
 
 compat = Blueprint("compat", __name__)
-compat.before_request(require_api_key)
+compat.before_request(admit_inference)  # keys, shutdown refusal and per-key limits, as on /classify
+compat.after_request(release_inference)
 
 
 def _served(name: str | None) -> ServedClassifier | ServedGenerator:
@@ -109,6 +110,6 @@ def predict():
     engine = current_engine()  # then the same checks as /classify
     parsed = parse_classify({"inputs": inputs, "model": body.get("model"), "parameters": parameters}, engine.config)
     submitted, timing = time.perf_counter(), {}
-    scores = engine.classify(**parsed.arguments, timing=timing)
+    scores = engine.classify(**parsed.arguments, deadline=g.get("deadline"), timing=timing)
     record_classification(submitted, timing)
     return jsonify(scores[0] if isinstance(inputs, str) else scores)

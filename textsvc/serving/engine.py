@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +28,11 @@ from textsvc.loading import (
 )
 from textsvc.serving.classifier_batching import DynamicBatcher
 from textsvc.serving.generator_batching import GenerationWorker, Job
+from textsvc.serving.model_status import fingerprint, public_error, readiness_gaps
 from textsvc.serving.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
+RETIRE_AFTER_S = 2.0
 ACTIVATIONS = {"softmax": lambda logits: logits.softmax(-1), "sigmoid": torch.sigmoid, "none": lambda logits: logits}
 
 
@@ -98,28 +104,86 @@ class ServedGenerator:
 
 
 class Engine:
-    """Loads the models once (`load`), then classifies and generates for any number of request threads."""
+    """Loads the models (`load`), each on its own, then classifies and generates for any number of request threads;
+    `reload` publishes new, changed and removed model directories while it serves."""
 
     def __init__(self, config: ServingConfig, telemetry: Telemetry | None = None):
         self.config, self.telemetry = config, telemetry or Telemetry()
-        self.models: dict[str, ServedClassifier | ServedGenerator] = {}
-        self.ready, self.load_error = False, None
+        self.models: dict[str, ServedClassifier | ServedGenerator] = {}  # replaced whole, never changed in place
+        self.failures: dict[str, dict] = {}  # name -> model_status.public_error
+        self.loaded, self.load_error = False, None
+        self._versions: dict[str, tuple] = {}
+        self._reload_lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        """Loaded, and the models up meet the readiness policy (`readiness_gaps`)."""
+        return self.loaded and self.load_error is None and not self.readiness_gaps()
+
+    def readiness_gaps(self) -> list[str]:
+        """Why the replica is not ready, in words ([] when it is)."""
+        up = {name: served.kind for name, served in self.models.items()}
+        failed = {name: failure["kind"] for name, failure in self.failures.items() if name not in up}
+        return readiness_gaps(self.config, up, failed)
 
     def load(self) -> None:
-        """Load every model directory, warm each up, start the classifiers' batchers; then `ready` is True."""
+        """Load every model directory, each on its own: one that fails is kept in `failures`, the others serve."""
         try:
-            for name, path in discover_models(self.config.models_dir).items():
-                self.models[name] = self._load_one(name, path)
-                log.info("loaded %s %s from %s", self.models[name].kind, name, path)
+            found = discover_models(self.config.models_dir)
             for kind, default in (("classifier", self.config.default_classifier),
                                   ("generator", self.config.default_generator)):
-                if default is not None and getattr(self.models.get(default), "kind", None) != kind:
-                    raise ConfigError(f"default_{kind}: no {kind} named {default!r} in {self.config.models_dir}",
+                if default is not None and default not in found:
+                    raise ConfigError(f"default_{kind}: no {kind} named {default!r} in models_dir",
                                       field=f"default_{kind}")
-            self.ready = True
+            with self._reload_lock:
+                self._publish(found)
+            for kind, default in (("classifier", self.config.default_classifier),
+                                  ("generator", self.config.default_generator)):
+                if default in self.models and self.models[default].kind != kind:
+                    raise ConfigError(f"default_{kind}: {default!r} is not a {kind}", field=f"default_{kind}")
         except Exception as error:
             self.load_error = error
             raise
+        finally:
+            self.loaded = True
+
+    def reload(self) -> dict[str, list[str]]:
+        """Publish what changed in `models_dir`: new and changed directories load beside the served version and
+        replace it once warmed up; removed ones stop taking requests. Requests in flight finish where they are."""
+        with self._reload_lock:
+            return self._publish(discover_models(self.config.models_dir))
+
+    def _publish(self, found: dict[str, Path]) -> dict[str, list[str]]:
+        changes = {"added": [], "replaced": [], "removed": [], "failed": [], "unchanged": []}
+        for name, path in found.items():
+            version = fingerprint(path)
+            if self._versions.get(name) == version:
+                changes["unchanged"].append(name)
+                continue
+            self._versions[name] = version  # a failed version is tried again once it changes
+            try:
+                served = self._load_one(name, path)
+            except Exception as error:  # this model fails alone
+                log.error("loading model %s failed", name, exc_info=True)
+                self.failures = {**self.failures, name: public_error(error, name, path, _kind_of(path))}
+                changes["failed"].append(name)
+                continue
+            old = self.models.get(name)
+            self.models = {**self.models, name: served}  # the switch: new requests get the warmed-up version
+            self.failures = {key: value for key, value in self.failures.items() if key != name}
+            changes["replaced" if old else "added"].append(name)
+            log.info("loaded %s %s", served.kind, name)
+            if old is not None:
+                _retire(old)
+        for name in [name for name in self._versions if name not in found]:
+            old = self.models.get(name)
+            self.models = {key: value for key, value in self.models.items() if key != name}
+            self.failures = {key: value for key, value in self.failures.items() if key != name}
+            del self._versions[name]
+            changes["removed"].append(name)
+            if old is not None:
+                _retire(old)
+        return changes
 
     def _load_one(self, name: str, path: Path) -> ServedClassifier | ServedGenerator:
         return self._load_generator(name, path) if is_generator(path) else self._load_classifier(name, path)
@@ -151,13 +215,11 @@ class Engine:
     def close(self) -> None:
         """Stop the batch workers after the queued work."""
         for served in self.models.values():
-            worker = served.batcher if isinstance(served, ServedClassifier) else served.worker
-            if worker is not None:
-                worker.close()
+            _stop_worker(served)
 
     def model(self, name: str | None, kind: str | None = None) -> ServedClassifier | ServedGenerator:
         """The model called `name` (of `kind`, if given), or the default one; `unknown_model` (404) otherwise."""
-        if not self.ready:
+        if not self.loaded:
             raise OverloadedError("the models are still loading", code=ErrorCode.NOT_READY,
                                   retry_after_s=self.config.retry_after_s)
         if name is None:
@@ -167,6 +229,8 @@ class Engine:
                 raise RequestError(f"model: required, as {len(candidates)} {kind}s are loaded", field="model")
             name = candidates[0]
         served = self.models.get(name)
+        if served is None and name in self.failures:
+            raise RequestError(f"{name} failed to load; see /models", code=ErrorCode.LOAD_FAILED, field="model")
         if served is None or kind is not None and served.kind != kind:
             raise RequestError(f"no {kind or 'model'} named {name!r}", code=ErrorCode.UNKNOWN_MODEL, field="model")
         return served
@@ -181,9 +245,11 @@ class Engine:
         return {"name": name, "metadata": read_card_metadata(text), "markdown": text}
 
     def classify(self, name: str | None, texts: list[str], *, top_k: int | None = None, truncation: bool = True,
-                 function_to_apply: str | None = None, timing: dict | None = None) -> list[list[dict]]:
-        """Per text, every label (or the `top_k` best) with its score, best first; `timing`, when given, gets
-        `tokens` and `started` (when the first of its batches began) for the timing headers."""
+                 function_to_apply: str | None = None, deadline: float | None = None,
+                 timing: dict | None = None) -> list[list[dict]]:
+        """Per text, every label (or the `top_k` best) with its score, best first; `deadline_exceeded` past
+        `deadline` (time.monotonic); `timing`, when given, gets `tokens` and `started` (when the first of its
+        batches began) for the timing headers."""
         served = self.model(name, "classifier")
         activation = function_to_apply or served.default_activation
         ids = encode(served, texts, truncation)
@@ -191,7 +257,8 @@ class Engine:
         labels, scores = served.loaded.label_names, ACTIVATIONS[activation]
         results = []
         for future in futures:
-            ranked = sorted(zip(labels, scores(future.result()).tolist()), key=lambda pair: -pair[1])  # (num_labels,)
+            logits = _result(future, deadline)  # (num_labels,)
+            ranked = sorted(zip(labels, scores(logits).tolist()), key=lambda pair: -pair[1])
             results.append([{"label": label, "score": score} for label, score in ranked[:top_k]])
         if timing is not None:
             timing.update(tokens=sum(map(len, ids)), started=min(getattr(f, "started", 0.0) for f in futures))
@@ -203,12 +270,41 @@ class Engine:
         its token events (with their log-probabilities when `config.logprobs`), then read `job.result`."""
         return self.model(name, "generator").worker.submit(prompt, config, should_stop, **options)
 
-    def generate(self, name: str | None, prompt: str, config: SamplingConfig, **options) -> GenerationResult:
-        """The whole continuation of `prompt`."""
+    def generate(self, name: str | None, prompt: str, config: SamplingConfig, **options) -> GenerationResult | None:
+        """The whole continuation of `prompt`; None when `should_stop` (a deadline, a client gone) ended it."""
         job = self.submit(name, prompt, config, **options)
         for _ in job:
             pass
         return job.result
+
+
+def _result(future: Future, deadline: float | None):
+    try:
+        return future.result(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+    except FutureTimeout as error:
+        future.cancel()  # still queued: the batch skips it
+        raise RequestError("the request ran past request_timeout_s", code=ErrorCode.DEADLINE_EXCEEDED) from error
+
+
+def _kind_of(path: Path) -> str | None:
+    try:
+        return "generator" if is_generator(path) else "classifier"
+    except Exception:  # a config.json that cannot be read: the kind stays unknown
+        return None
+
+
+def _stop_worker(served: ServedClassifier | ServedGenerator) -> None:
+    worker = served.batcher if isinstance(served, ServedClassifier) else served.worker
+    if worker is not None:
+        worker.close()
+
+
+def _retire(served: ServedClassifier | ServedGenerator) -> None:
+    """Stop a replaced model's worker once its requests are done: a request that picked it just before the switch
+    still submits within RETIRE_AFTER_S, and `close` finishes everything queued."""
+    timer = threading.Timer(RETIRE_AFTER_S, _stop_worker, args=(served,))
+    timer.daemon = True
+    timer.start()
 
 
 def encode(served: ServedClassifier, texts: list[str], truncation: bool) -> list[list[int]]:

@@ -8,7 +8,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, g, jsonify, request
 
 from textsvc.errors import ErrorCode, RequestError, TextsvcError, error_body
 from textsvc.serving.engine import Engine
@@ -42,6 +42,7 @@ def json_body() -> object:
     try:
         body = json.loads(request.get_data(cache=False))
         json.dumps(body, ensure_ascii=False).encode("utf-8")  # refuses lone surrogates ("\ud800") tokenizers choke on
+        g.body = body  # for the request's log line
         return body
     except (ValueError, RecursionError) as error:  # RecursionError: "[[[[..." nested past Python's stack
         raise RequestError(f"the body is not valid JSON: {error}", code=ErrorCode.MALFORMED_JSON) from error

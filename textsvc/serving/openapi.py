@@ -104,7 +104,8 @@ def paths() -> dict:
         "/tokenize": {"post": _operation("Tokens with their offsets (TGI's and TEI's /tokenize)", secured=True)},
         "/predict": {"post": _operation("TEI's classification route: /classify with `truncate` and `raw_scores`",
                                         secured=True)},
-        "/models": {"get": _operation("Every loaded model")},
+        "/models": {"get": _operation("Every model: those up (status ready), then those that failed to load, "
+                                      "with their error")},
         "/models/{name}": {"get": _operation("One model")},
         "/models/{name}/card": {"get": _operation("A model card: markdown and its YAML metadata")},
         "/models/{name}/files/{file}": {"get": _operation("A picture the card shows: training_curves.png, "
@@ -115,7 +116,11 @@ def paths() -> dict:
               "post": _operation("TGI's route: /generate, or /generate_stream with stream=true", TgiRequest,
                                  secured=True)},
         "/health": {"get": _operation("The process is up")},
-        "/ready": {"get": _operation("The models are loaded (503 until then)")},
+        "/ready": {"get": _operation("Ready for traffic: every default model and a model of each kind found are up "
+                                     "(every model, with require_all_models); 503 not_ready while loading, "
+                                     "load_failed, or shutting_down")},
+        "/admin/reload": {"post": _operation("Publish new, changed and removed model directories (admin key)",
+                                             secured=True)},
         "/metrics": {"get": _operation("Prometheus metrics")},
         "/openapi.json": {"get": _operation("This document")},
     }

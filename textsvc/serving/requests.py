@@ -24,6 +24,7 @@ from textsvc.config.serving import ServingConfig
 from textsvc.errors import ConfigError, ErrorCode, RequestError
 from textsvc.generation.sequence import GenerationResult
 from textsvc.serving.engine import ACTIVATIONS
+from textsvc.serving.limits import check_stops, check_texts
 
 TGI_FINISH = {"eos": "eos_token", "stop": "stop_sequence", "length": "length"}
 OPENAI_FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
@@ -197,6 +198,7 @@ def sampling_config(request: Any, config: ServingConfig, **overrides: Any) -> Sa
               if "sampling" in field.metadata}
     try:
         sampling = SamplingConfig(**{**values, **overrides})
+        check_stops(sampling.stop, config)
         for name, bounds in served_bounds(config.max_new_tokens_limit).items():
             check_range(name, getattr(sampling, name), bounds)
     except ConfigError as error:
@@ -225,6 +227,7 @@ def parse_classify(body: Any, config: ServingConfig) -> ClassifyRequest:
     if len(texts) > config.max_inputs:
         raise RequestError(f"inputs: {len(texts)} texts, at most {config.max_inputs}",
                            code=ErrorCode.TOO_MANY_INPUTS, field="inputs")
+    check_texts(texts, "inputs", config)
     parameters = _build(ClassifyParameters, _parameters(body, ClassifyParameters))
     return _build(ClassifyRequest, body, inputs=tuple(texts), parameters=parameters)
 
@@ -237,6 +240,7 @@ def parse_tgi(body: Any, config: ServingConfig, stream: bool) -> GenerationReque
     warped = any(getattr(params, name) != SAMPLING[name].default for name in WARPERS)
     sampling = sampling_config(params, config, **({} if params.do_sample or warped else {"temperature": 0}))
     request = _build(TgiRequest, body, inputs=_prompt(body.get("inputs"), "inputs"), parameters=params)
+    check_texts([request.inputs], "inputs", config)
     return GenerationRequest(request.model, request.inputs, sampling, truncate=params.truncate,
                              default_length=given.get("max_new_tokens") is None, details=params.details,
                              return_full_text=params.return_full_text, stream=stream or request.stream)
@@ -246,6 +250,7 @@ def parse_completion(body: Any, config: ServingConfig) -> GenerationRequest:
     """OpenAI's `/v1/completions` body; n, best_of, logprobs, echo and penalties beyond their defaults refused."""
     body = _object(body)
     request = _build(CompletionRequest, body, prompt=_prompt(body.get("prompt"), "prompt"))
+    check_texts([request.prompt], "prompt", config)
     return GenerationRequest(request.model, request.prompt, sampling_config(request, config), stream=request.stream,
                              default_length=body.get("max_tokens") is None)
 

@@ -5,17 +5,24 @@ answers JSON."""
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from flask import Blueprint, Response, jsonify, request, send_from_directory
+from flask import Blueprint, Response, g, jsonify, send_from_directory
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from textsvc.errors import ErrorCode, RequestError
+from textsvc.errors import ErrorCode, RequestError, TextsvcError, error_body
 from textsvc.serving.engine import Engine
-from textsvc.serving.http import client_gone, current_engine, error_response, event_stream, json_body
+from textsvc.serving.guard import (
+    admit_inference,
+    current_guard,
+    deadline_error,
+    past_deadline,
+    release_inference,
+    should_stop,
+)
+from textsvc.serving.http import client_gone, current_engine, event_stream, json_body
 from textsvc.serving.openapi import openapi_document
 from textsvc.serving.requests import (
     OPENAI_FINISH,
@@ -54,12 +61,28 @@ def health():
 
 @ops.get("/ready")
 def ready():
-    engine = current_engine()
-    if engine.ready:
-        return jsonify(status="ready", models=len(engine.models))
-    failed = engine.load_error is not None
-    message = f"loading failed: {engine.load_error}" if failed else "the models are still loading"
-    return error_response(ErrorCode.LOAD_FAILED if failed else ErrorCode.NOT_READY, message)
+    """200 while the replica should get traffic (see `Engine.ready`); the models up and those that failed are
+    listed whenever not all are up."""
+    engine, stopping = current_engine(), current_guard().lifecycle.stopping
+    models, failures = engine.models, engine.failures
+    listing = {} if not failures else {"ready": list(models), "failed": list(failures.values())}
+    if engine.ready and not stopping:
+        return jsonify(status="ready", models=len(models), **listing)
+    if stopping:
+        code, message = ErrorCode.SHUTTING_DOWN, "the server is shutting down"
+    elif not engine.loaded:
+        code, message = ErrorCode.NOT_READY, "the models are still loading"
+    else:
+        error = engine.load_error
+        code, message = ErrorCode.LOAD_FAILED, (f"{error.code}: {error.message}" if isinstance(error, TextsvcError)
+                                                else "; ".join(engine.readiness_gaps()))
+    body = {**error_body("textsvc", code, message), "status": str(code), "models": len(models),
+            "ready": list(models), "failed": list(failures.values())}
+    response = jsonify(body)
+    response.status_code = code.http_status
+    if stopping:
+        response.headers["Retry-After"] = str(engine.config.retry_after_s)
+    return response
 
 
 @ops.get("/metrics")
@@ -74,7 +97,10 @@ def openapi():
 
 @models.get("/models")
 def list_models():
-    return jsonify(models=[served.describe() for served in current_engine().models.values()])
+    """The models up (`status: ready`), then those that failed to load, with their error."""
+    engine = current_engine()
+    up = [{**served.describe(), "status": "ready"} for served in engine.models.values()]
+    return jsonify(models=up + [failure for name, failure in engine.failures.items() if name not in engine.models])
 
 
 @models.get("/models/<name>")
@@ -106,21 +132,15 @@ def openai_models():
                                         for name in generators])
 
 
-@inference.before_request
-def require_api_key() -> None:
-    keys = current_engine().config.api_keys
-    if not keys:
-        return
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not any(hmac.compare_digest(token.encode(), key.encode()) for key in keys):
-        raise RequestError("send a valid API key as 'Authorization: Bearer KEY'", code=ErrorCode.UNAUTHORIZED)
+inference.before_request(admit_inference)
+inference.after_request(release_inference)
 
 
 @inference.post("/classify")
 def classify():
     engine = current_engine()
     arguments, submitted, timing = parse_classify(json_body(), engine.config).arguments, time.perf_counter(), {}
-    scores = engine.classify(**arguments, timing=timing)
+    scores = engine.classify(**arguments, deadline=g.get("deadline"), timing=timing)
     record_classification(submitted, timing)
     return jsonify(scores)
 
@@ -132,7 +152,11 @@ def generate():
     if generation.stream:
         return _tgi_stream(engine, generation)
     sampling = dataclasses.replace(generation.sampling, logprobs=generation.details)  # only `details` lists them
-    result = finish(engine.submit(generation.model, generation.prompt, sampling, **generation.options))
+    result = finish(engine.submit(generation.model, generation.prompt, sampling, should_stop(client_gone()),
+                                  **generation.options))
+    if result is None:
+        raise deadline_error()
+    g.result = result
     return jsonify(tgi_response(generation, result))
 
 
@@ -150,8 +174,9 @@ def generate_stream():
 
 def _tgi_stream(engine: Engine, generation) -> Response:
     sampling = dataclasses.replace(generation.sampling, logprobs=True)  # each TGI event carries a logprob
-    job = engine.submit(generation.model, generation.prompt, sampling, client_gone(), **generation.options)
-    return event_stream((tgi_event(generation, event, job.result) for event in job), job.cancel)
+    g.job = job = engine.submit(generation.model, generation.prompt, sampling, should_stop(client_gone()),
+                                **generation.options)
+    return event_stream((tgi_event(generation, event, job.result) for event in until_deadline(job)), job.cancel)
 
 
 @inference.post("/v1/completions")
@@ -161,15 +186,32 @@ def completions():
     ident = completion_id()
     name = engine.model(generation.model, "generator").name
     if not generation.stream:
-        result = finish(engine.submit(name, generation.prompt, generation.sampling, **generation.options))
+        result = finish(engine.submit(name, generation.prompt, generation.sampling, should_stop(client_gone()),
+                                      **generation.options))
+        if result is None:
+            raise deadline_error()
+        g.result = result
         return jsonify(completion_response(name, result, result.text, ident, OPENAI_FINISH[result.finish_reason]))
-    job = engine.submit(name, generation.prompt, generation.sampling, client_gone(), **generation.options)
+    g.job = job = engine.submit(name, generation.prompt, generation.sampling, should_stop(client_gone()),
+                                **generation.options)
+    events = until_deadline(job)
 
     def chunks() -> Iterator[dict]:
-        for event in job:
+        for event in events:
             if event.text:
                 yield completion_response(name, None, event.text, ident, None)
         if job.result is not None:  # None when the client went away
             yield completion_response(name, job.result, "", ident, OPENAI_FINISH[job.result.finish_reason])
 
     return event_stream(chunks(), job.cancel, done="[DONE]")
+
+
+def until_deadline(job) -> Iterator:
+    """The job's events; a last `deadline_exceeded` when the deadline cancelled it (not when the client left)."""
+    expired = past_deadline()  # read now: a stream's body runs after the request context is gone
+
+    def events() -> Iterator:
+        yield from job
+        if job.result is None and expired():
+            raise deadline_error()
+    return events()

@@ -29,6 +29,12 @@ class Telemetry:
                                              "From the start of a generation to its first token", ["model"],
                                              buckets=LATENCY_BUCKETS_S, registry=self.registry)
 
+        self.auth_failures = Counter("textsvc_auth_failures", "Requests refused for a missing or wrong key, by scope "
+                                     "(inference, admin)", ["scope"], registry=self.registry)
+
+        self.in_flight = Gauge("textsvc_requests_in_flight", "Inference requests admitted and not yet answered "
+                               "(streams until their last event)", registry=self.registry)
+
     def worker_hooks(self, model: str) -> dict[str, Callable]:
         """The callbacks through which a model's worker reports: batch sizes and queue depth (both kinds), and the
         time to the first token and the tokens made (generators). A series appears at its first report."""

@@ -15,10 +15,13 @@ from textsvc.generation.sequence import GenerationResult
 from textsvc.serving.generator_batching import Job
 
 
-def finish(job: Job) -> GenerationResult:
-    """Run a queued generation to its end and record its timing for the headers."""
+def finish(job: Job) -> GenerationResult | None:
+    """Run a queued generation to its end and record its timing for the headers; None when it was cancelled (its
+    deadline passed, or its client went away)."""
     for _ in job:
         pass
+    if job.result is None:
+        return None
     ended = time.perf_counter()
     started = job.started or ended
     g.timing = {"queue_ms": (started - job.submitted) * 1000, "inference_ms": (ended - started) * 1000,

@@ -34,12 +34,21 @@ def checkpoints_dir(output_dir: str) -> Path:
 
 def resumable_checkpoint(run_dir: Path, resume: bool) -> str | None:
     """The checkpoint to continue from; an unfinished run is never silently restarted over."""
-    last_checkpoint = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+    last_checkpoint = last_complete_checkpoint(run_dir)
     if last_checkpoint and not resume:
         raise ConfigError(f"resume: {run_dir} holds checkpoints of an unfinished run; pass --resume to "
                           "continue it, or delete that folder to start over",
                           code=ErrorCode.UNFINISHED_RUN, field="resume")
     return last_checkpoint if resume else None
+
+
+def last_complete_checkpoint(run_dir: Path) -> str | None:
+    """The newest checkpoint that was written whole: the Trainer writes trainer_state.json last, so a run killed
+    while saving leaves a newer folder without it, which is skipped (get_last_checkpoint would pick it)."""
+    complete = [path for path in run_dir.glob("checkpoint-*") if (path / "trainer_state.json").is_file()]
+    if not complete:
+        return get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
+    return str(max(complete, key=lambda path: int(path.name.rsplit("-", 1)[1])))
 
 
 def start_run(train: OptimisationConfig) -> tuple[Path, str | None]:
