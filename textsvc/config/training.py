@@ -72,6 +72,10 @@ class ClassifierModelConfig:
     max_seq_length: int = setting(128, "tokens per text; longer texts are truncated")
     vocab_size: int = setting(16000, "size of the tokenizer trained on the training split (lstm, scratch "
                                      "transformer)")
+    embedding_init: str | None = setting(None, "lstm: start the word embeddings from this pretrained model's input "
+                                               "embeddings (directory or hub name) and read text with its tokenizer; "
+                                               "embedding_dim and vocab_size then follow that model")
+    freeze_embeddings: bool = setting(False, "lstm with --embedding_init: keep the pretrained embeddings fixed")
     embedding_dim: int = setting(256, "lstm: size of the word embeddings")
     hidden_size: int = setting(256, "lstm: state size per direction; scratch transformer: model width")
     num_layers: int = setting(2, "stacked LSTM or transformer layers")
@@ -89,6 +93,10 @@ class ClassifierModelConfig:
         require(self.arch in ARCHS, "arch", f"must be one of {ARCHS}")
         require(self.arch == "transformer" or self.model_name_or_path is None, "model_name_or_path",
                 "applies to --arch transformer only (the LSTM is trained from scratch)")
+        require(self.arch == "lstm" or self.embedding_init is None, "embedding_init",
+                "applies to --arch lstm only (a transformer keeps its own embeddings)")
+        require(self.embedding_init is not None or not self.freeze_embeddings, "freeze_embeddings",
+                "needs --embedding_init (random embeddings kept fixed would learn nothing)")
         for name in ("max_seq_length", "vocab_size", "embedding_dim", "hidden_size", "num_layers",
                      "num_attention_heads"):
             require(getattr(self, name) > 0, name, "must be positive")
