@@ -14,6 +14,7 @@ SCRATCH = "scratch"  # --model_name_or_path value asking for a transformer train
 GENERATOR_TOKENIZERS = ("bpe", "char")
 BUDGET_SCHEDULE_TYPES = ("linear", "cosine", "constant", "constant_with_warmup")  # shapes that can follow a clock
 POOLING_MODES = ("max", "mean", "last")
+LSTM_MAX_EPOCHS = 10.0  # see default_num_train_epochs
 # The sizes an LSTM classifier's `LSTMConfig` is built from and its card records: one list for both.
 LSTM_CLASSIFIER_SIZES = ("embedding_dim", "hidden_size", "num_layers", "bidirectional", "dropout",
                          "embedding_dropout", "pooling")
@@ -146,7 +147,7 @@ class OptimisationConfig:
 
     def __post_init__(self):
         require(bool(self.output_dir), "output_dir", "is required")
-        require(self.num_train_epochs > 0, "num_train_epochs", "must be positive")
+        require(self.num_train_epochs is None or self.num_train_epochs > 0, "num_train_epochs", "must be positive")
         require(self.learning_rate is None or self.learning_rate > 0, "learning_rate", "must be positive")
         require(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size",
@@ -160,6 +161,8 @@ class OptimisationConfig:
 class TrainingConfig(OptimisationConfig):
     """A classifier's training run: the shared settings, plus knowledge distillation and length grouping."""
 
+    num_train_epochs: float | None = setting(None, "passes over the training data (default: by architecture, see "
+                                                   "default_num_train_epochs)")
     teacher_model_dir: tuple[str, ...] | None = setting(None, "trained classifier to distil from; several, "
                                                               "comma-separated, teach as an ensemble")
     transfer_file: str | None = setting(None, "unlabelled texts (one per line, or a text column) that the "
@@ -175,6 +178,12 @@ class TrainingConfig(OptimisationConfig):
                 "needs --teacher_model_dir to label its texts")
         require(0 <= self.distillation_alpha <= 1, "distillation_alpha", "must be in [0, 1]")
         require(self.distillation_temperature > 0, "distillation_temperature", "must be positive")
+
+
+def default_num_train_epochs(arch: str) -> float:
+    """Epochs when none are asked for: an LSTM runs until validation stops improving (`early_stopping_patience`;
+    LSTM_MAX_EPOCHS is only the schedule's length), a pretrained transformer the usual 3 of fine-tuning."""
+    return LSTM_MAX_EPOCHS if arch == "lstm" else 3.0
 
 
 def default_learning_rate(arch: str, from_scratch: bool) -> float:

@@ -27,6 +27,7 @@ from textsvc.config.training import (
     DataConfig,
     TrainingConfig,
     default_learning_rate,
+    default_num_train_epochs,
 )
 from textsvc.modeldir import read_json
 from textsvc.models.lstm import LSTMConfig, LSTMForSequenceClassification
@@ -56,8 +57,9 @@ from textsvc.training.metrics import classification_report, scalar_metrics
 def training_arguments(train: TrainingConfig, model: ClassifierModelConfig, run_dir: Path) -> TrainingArguments:
     """`TrainingArguments` for one run: evaluate and save every epoch, keep the most accurate checkpoint."""
     return TrainingArguments(
-        **shared_arguments(train, train.learning_rate or default_learning_rate(model.arch, model.from_scratch),
-                           run_dir),
+        **{**shared_arguments(train, train.learning_rate or default_learning_rate(model.arch, model.from_scratch),
+                              run_dir),
+           "num_train_epochs": train.num_train_epochs or default_num_train_epochs(model.arch)},
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         remove_unused_columns=not train.teacher_model_dir,  # keep the teacher's logits for the loss
         eval_strategy="epoch", save_strategy="epoch", metric_for_best_model="accuracy", greater_is_better=True,
