@@ -182,7 +182,7 @@ class TrainingConfig(OptimisationConfig):
 
 def default_num_train_epochs(arch: str) -> float:
     """Epochs when none are asked for: an LSTM runs until validation stops improving (`early_stopping_patience`;
-    LSTM_MAX_EPOCHS is only the schedule's length), a pretrained transformer the usual 3 of fine-tuning."""
+    LSTM_MAX_EPOCHS is only the schedule's length), a transformer the 3 that fine-tuning usually takes."""
     return LSTM_MAX_EPOCHS if arch == "lstm" else 3.0
 
 
