@@ -13,14 +13,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shutil
-import time
 from pathlib import Path
 
-from textsvc.config.training import ClassifierModelConfig, DataConfig, TrainingConfig
-from textsvc.devices import device_description, pick_device
-from textsvc.modeldir import read_json
-from textsvc.training.classifier import train_classifier
+from benchmark_common import MINILM, copy_card, report, run_recipe, tfidf_baseline
 
 RUNS = {
     "lstm": dict(model={"arch": "lstm", "embedding_dim": 300, "hidden_size": 256, "num_layers": 2,
@@ -42,13 +37,17 @@ RUNS["lstm-distilled"] = dict(model=RUNS["lstm"]["model"],
 RUNS["minilm-self-trained"] = dict(model=RUNS["minilm"]["model"], data=RUNS["minilm"]["data"],
                                    train={**RUNS["minilm"]["train"], "distillation_alpha": 0.5,
                                           "distillation_temperature": 2.0})
+# the LSTM with all-MiniLM-L6-v2's word embeddings and tokenizer (--embedding_init), on labels alone and distilled
+RUNS["lstm-minilm"] = dict(model={**RUNS["lstm"]["model"], "embedding_init": MINILM}, train=RUNS["lstm"]["train"])
+RUNS["lstm-minilm-distilled"] = dict(model=RUNS["lstm-minilm"]["model"], train=RUNS["lstm-distilled"]["train"])
 # a second round of self-training (Xie et al. 2020, "Noisy Student"): the same recipe, taught by --teacher_dirs,
 # which are meant to be the first round's models (averaged when several), over more transfer sentences
 RUNS["minilm-self-trained-2"] = RUNS["minilm-self-trained"]
 TEACHER = "minilm"  # the default teacher of every run above that has a distillation_alpha
 CARD_NAMES = {"lstm": "sst2-lstm", "minilm": "sst2-minilm-l6", "lstm-distilled": "sst2-lstm-distilled",
               "minilm-self-trained": "sst2-minilm-l6-self-trained",
-              "minilm-self-trained-2": "sst2-minilm-l6-self-trained-2"}
+              "minilm-self-trained-2": "sst2-minilm-l6-self-trained-2", "lstm-minilm": "sst2-lstm-minilm",
+              "lstm-minilm-distilled": "sst2-lstm-minilm-distilled"}
 
 
 def write_transfer_sentences(imdb_csv: Path, target: Path, count: int, seed: int = 0) -> Path:
@@ -74,43 +73,23 @@ def read_tsv(path: Path) -> tuple[list[str], list[int]]:
     return [r["sentence"] for r in rows], [int(r["label"]) for r in rows]
 
 
-def tfidf_baseline(data_dir: Path) -> dict:
-    """TF-IDF (1-2 grams) + logistic regression: the classical anchor for this dev set."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    started = time.time()
-    train_texts, train_labels = read_tsv(data_dir / "train.tsv")
-    dev_texts, dev_labels = read_tsv(data_dir / "dev.tsv")
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
-    classifier = LogisticRegression(C=4.0, max_iter=2000).fit(vectorizer.fit_transform(train_texts), train_labels)
-    predictions = classifier.predict(vectorizer.transform(dev_texts))
-    accuracy = sum(int(p == y) for p, y in zip(predictions, dev_labels)) / len(dev_labels)
-    return {"dev_accuracy": accuracy, "wall_seconds": time.time() - started}
+def tfidf_on_dev(data_dir: Path) -> dict:
+    """The baseline on SST-2: trained on all of train, tested on dev."""
+    return tfidf_baseline(*read_tsv(data_dir / "train.tsv"), *read_tsv(data_dir / "dev.tsv"))
 
 
 def run_textsvc(name: str, data_dir: Path, output_root: Path, overrides: dict, disable_tqdm: bool,
                 transfer_file: Path | None = None, teacher_dirs: list[str] | None = None) -> dict:
     spec = RUNS[name]
-    output_dir = output_root / CARD_NAMES[name]
-    data = DataConfig(train_file=str(data_dir / "train.tsv"), test_file=str(data_dir / "dev.tsv"),
-                      label_names=("negative", "positive"),
-                      **{**spec.get("data", {}), **overrides.get("data", {})})
-    model = ClassifierModelConfig(**{**spec["model"], **overrides.get("model", {})})
     extra = {}
     if "distillation_alpha" in spec["train"]:
         extra["teacher_model_dir"] = tuple(teacher_dirs or [str(output_root / CARD_NAMES[TEACHER])])
         if transfer_file:
             extra["transfer_file"] = str(transfer_file)
-    train = TrainingConfig(output_dir=str(output_dir), disable_tqdm=disable_tqdm, logging_steps=200,
-                           license="other", **extra, **{**spec["train"], **overrides.get("train", {})})
-    started = time.time()
-    train_classifier(data, model, train)
-    report = read_json(output_dir / "test_results.json")
-    info = read_json(output_dir / "training_info.json")
-    return {"dev_accuracy": report["accuracy"], "dev_macro_f1": report["macro_f1"],
-            "wall_seconds": time.time() - started, "epochs": info["hyperparameters"]["epochs_completed"],
-            "parameters": info["num_parameters"], "output_dir": str(output_dir)}
+    data = {"train_file": str(data_dir / "train.tsv"), "test_file": str(data_dir / "dev.tsv"),
+            "label_names": ("negative", "positive")}
+    return run_recipe(spec, overrides, output_root / CARD_NAMES[name], data,
+                      {"disable_tqdm": disable_tqdm, "logging_steps": 200, "license": "other", **extra})
 
 
 def main() -> None:
@@ -131,7 +110,7 @@ def main() -> None:
     data_dir, output_root = Path(args.data_dir), Path(args.output_dir)
     overrides = json.loads(args.overrides)
 
-    results = {} if args.no_baseline else {"tfidf+logreg (baseline)": tfidf_baseline(data_dir)}
+    results = {} if args.no_baseline else {"tfidf+logreg (baseline)": tfidf_on_dev(data_dir)}
     transfer_file = None
     taught = [name for name in args.runs if "distillation_alpha" in RUNS[name]["train"]]
     if args.imdb_csv and taught:
@@ -141,20 +120,8 @@ def main() -> None:
     for name in order:
         results[name] = run_textsvc(name, data_dir, output_root, overrides.get(name, {}), args.disable_tqdm,
                                     transfer_file, args.teacher_dirs)
-        if args.copy_cards:
-            Path(args.copy_cards).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(Path(results[name]["output_dir"]) / "README.md",
-                            Path(args.copy_cards) / f"{CARD_NAMES[name]}.md")
-
-    print(f"\nSST-2 dev (872 sentences) on {device_description(pick_device())}")
-    print(f"{'model':<26}{'dev acc':>9}{'macro F1':>10}{'epochs':>8}{'wall s':>9}")
-    for name, r in results.items():
-        print(f"{name:<26}{r['dev_accuracy']:>9.4f}{r.get('dev_macro_f1', float('nan')):>10.4f}"
-              f"{r.get('epochs', float('nan')):>8}{r['wall_seconds']:>9.1f}")
-    output_root.mkdir(parents=True, exist_ok=True)
-    summary = output_root / "summary.json"  # runs made by earlier calls with the same output_dir stay listed
-    earlier = json.loads(summary.read_text()) if summary.is_file() else {}
-    summary.write_text(json.dumps({**earlier, **results}, indent=2) + "\n")
+        copy_card(results[name], args.copy_cards, CARD_NAMES[name])
+    report("SST-2 dev (872 sentences)", results, output_root, accuracy_name="dev acc")
 
 
 if __name__ == "__main__":

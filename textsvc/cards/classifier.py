@@ -59,7 +59,7 @@ def _split_source(info: dict, split: str) -> str:
 
 def model_details(info: dict) -> str:
     """What the classifier is (architecture, pooling, teachers), its size and its labels."""
-    description = ARCH_DESCRIPTIONS[(info["arch"], info["from_scratch"])]
+    description = _embedding_description(info) or ARCH_DESCRIPTIONS[(info["arch"], info["from_scratch"])]
     pooling = info.get("hyperparameters", {}).get("classifier_pooling")
     if pooling:
         description += (" that reads the mean of the token states (the pooling the encoder was pretrained with)"
@@ -67,6 +67,17 @@ def model_details(info: dict) -> str:
     labels = ", ".join(f"`{label}`" for label in info["labels"])
     return common.model_details(info, description, f"predicts one of {len(info['labels'])} labels: {labels}",
                                 _distillation(info))
+
+
+def _embedding_description(info: dict) -> str | None:
+    """What an LSTM whose word embeddings started from a pretrained model is, naming that model."""
+    embeddings = info.get("embedding_init")
+    if not embeddings:
+        return None
+    how = "kept frozen" if embeddings["frozen"] else "fine-tuned with the rest"
+    return (f"an embedding + LSTM classifier whose word embeddings ({embeddings['vocab_size']:,} x "
+            f"{embeddings['embedding_dim']}) started from the input embeddings of `{embeddings['source']}` and were "
+            f"{how} (it reads text with that model's tokenizer)")
 
 
 def _distillation(info: dict) -> str:
@@ -156,7 +167,11 @@ def limitations(info: dict, results: dict) -> str:
                       f"{'test' if 'test' in results else 'validation'} split).")
     if info.get("distillation"):
         points.append("As a distilled model it inherits the teacher's mistakes and biases on top of its own.")
-    if info["from_scratch"]:
+    if info.get("embedding_init"):
+        points.append(f"The vocabulary and the starting word embeddings come from `{info['embedding_init']['source']}`"
+                      ": they carry the biases of its pre-training text, which this training does not measure or "
+                      "remove.")
+    elif info["from_scratch"]:
         points.append("The vocabulary was learnt from the training split alone, lower-cased: words absent from it "
                       "are split into pieces the model has seldom seen, and case carries no signal.")
     else:

@@ -80,7 +80,9 @@ def training_procedure(info: dict, method: str, note: str = "") -> str:
     hyperparameters = table(["hyperparameter", "value"], list(info["hyperparameters"].items()))
     runtime = info["train_metrics"].get("train_runtime")
     timing = f"Training took {runtime:.0f} s" if runtime is not None else "Training time was not recorded"
-    how = "Fine-tuned" if not info["from_scratch"] else "Trained from random initialisation"
+    how = ("Fine-tuned" if not info["from_scratch"] else
+           "Trained from the pretrained word embeddings and otherwise random initialisation"
+           if info.get("embedding_init") else "Trained from random initialisation")
     return (f"## Training procedure\n\n{how} with the Hugging Face `Trainer`{method}\n\n{hyperparameters}\n\n"
             f"{timing} ({info['wall_seconds']:.0f} s wall time including data preparation) on "
             f"{info['hardware']}.{note}\n")

@@ -14,6 +14,7 @@ SCRATCH = "scratch"  # --model_name_or_path value asking for a transformer train
 GENERATOR_TOKENIZERS = ("bpe", "char")
 BUDGET_SCHEDULE_TYPES = ("linear", "cosine", "constant", "constant_with_warmup")  # shapes that can follow a clock
 POOLING_MODES = ("max", "mean", "last")
+LSTM_MAX_EPOCHS = 10.0  # see default_num_train_epochs
 # The sizes an LSTM classifier's `LSTMConfig` is built from and its card records: one list for both.
 LSTM_CLASSIFIER_SIZES = ("embedding_dim", "hidden_size", "num_layers", "bidirectional", "dropout",
                          "embedding_dropout", "pooling")
@@ -72,6 +73,10 @@ class ClassifierModelConfig:
     max_seq_length: int = setting(128, "tokens per text; longer texts are truncated")
     vocab_size: int = setting(16000, "size of the tokenizer trained on the training split (lstm, scratch "
                                      "transformer)")
+    embedding_init: str | None = setting(None, "lstm: start the word embeddings from this pretrained model's input "
+                                               "embeddings (directory or hub name) and read text with its tokenizer; "
+                                               "embedding_dim and vocab_size then follow that model")
+    freeze_embeddings: bool = setting(False, "lstm with --embedding_init: keep the pretrained embeddings fixed")
     embedding_dim: int = setting(256, "lstm: size of the word embeddings")
     hidden_size: int = setting(256, "lstm: state size per direction; scratch transformer: model width")
     num_layers: int = setting(2, "stacked LSTM or transformer layers")
@@ -89,6 +94,10 @@ class ClassifierModelConfig:
         require(self.arch in ARCHS, "arch", f"must be one of {ARCHS}")
         require(self.arch == "transformer" or self.model_name_or_path is None, "model_name_or_path",
                 "applies to --arch transformer only (the LSTM is trained from scratch)")
+        require(self.arch == "lstm" or self.embedding_init is None, "embedding_init",
+                "applies to --arch lstm only (a transformer keeps its own embeddings)")
+        require(self.embedding_init is not None or not self.freeze_embeddings, "freeze_embeddings",
+                "needs --embedding_init (random embeddings kept fixed would learn nothing)")
         for name in ("max_seq_length", "vocab_size", "embedding_dim", "hidden_size", "num_layers",
                      "num_attention_heads"):
             require(getattr(self, name) > 0, name, "must be positive")
@@ -138,7 +147,7 @@ class OptimisationConfig:
 
     def __post_init__(self):
         require(bool(self.output_dir), "output_dir", "is required")
-        require(self.num_train_epochs > 0, "num_train_epochs", "must be positive")
+        require(self.num_train_epochs is None or self.num_train_epochs > 0, "num_train_epochs", "must be positive")
         require(self.learning_rate is None or self.learning_rate > 0, "learning_rate", "must be positive")
         require(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size",
@@ -152,6 +161,8 @@ class OptimisationConfig:
 class TrainingConfig(OptimisationConfig):
     """A classifier's training run: the shared settings, plus knowledge distillation and length grouping."""
 
+    num_train_epochs: float | None = setting(None, "passes over the training data (default: by architecture, see "
+                                                   "default_num_train_epochs)")
     teacher_model_dir: tuple[str, ...] | None = setting(None, "trained classifier to distil from; several, "
                                                               "comma-separated, teach as an ensemble")
     transfer_file: str | None = setting(None, "unlabelled texts (one per line, or a text column) that the "
@@ -167,6 +178,12 @@ class TrainingConfig(OptimisationConfig):
                 "needs --teacher_model_dir to label its texts")
         require(0 <= self.distillation_alpha <= 1, "distillation_alpha", "must be in [0, 1]")
         require(self.distillation_temperature > 0, "distillation_temperature", "must be positive")
+
+
+def default_num_train_epochs(arch: str) -> float:
+    """Epochs when none are asked for: an LSTM runs until validation stops improving (`early_stopping_patience`;
+    LSTM_MAX_EPOCHS is only the schedule's length), a transformer the 3 that fine-tuning usually takes."""
+    return LSTM_MAX_EPOCHS if arch == "lstm" else 3.0
 
 
 def default_learning_rate(arch: str, from_scratch: bool) -> float:

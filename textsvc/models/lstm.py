@@ -119,6 +119,12 @@ class LSTMForSequenceClassification(LSTMPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size * directions, config.num_labels)
         self.post_init()
 
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.embeddings
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.encoder.embeddings = value
+
     def forward(
         self,
         input_ids: torch.Tensor,

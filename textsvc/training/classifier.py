@@ -21,7 +21,14 @@ from transformers import (
     TrainingArguments,
 )
 
-from textsvc.config.training import ClassifierModelConfig, DataConfig, TrainingConfig, default_learning_rate
+from textsvc.config.training import (
+    LSTM_CLASSIFIER_SIZES,
+    ClassifierModelConfig,
+    DataConfig,
+    TrainingConfig,
+    default_learning_rate,
+    default_num_train_epochs,
+)
 from textsvc.modeldir import read_json
 from textsvc.models.lstm import LSTMConfig, LSTMForSequenceClassification
 from textsvc.models.pooled_encoder import PooledEncoderForSequenceClassification
@@ -38,14 +45,21 @@ from textsvc.training.common import (
 )
 from textsvc.training.data import LabelledSplits, load_labelled_splits, load_texts
 from textsvc.training.distillation import TEACHER_COLUMN, DistillationTrainer, teacher_logits
+from textsvc.training.embedding_init import (
+    copy_input_embeddings,
+    embedding_source,
+    embedding_tokenizer,
+    pretrained_input_embeddings,
+)
 from textsvc.training.metrics import classification_report, scalar_metrics
 
 
 def training_arguments(train: TrainingConfig, model: ClassifierModelConfig, run_dir: Path) -> TrainingArguments:
     """`TrainingArguments` for one run: evaluate and save every epoch, keep the most accurate checkpoint."""
     return TrainingArguments(
-        **shared_arguments(train, train.learning_rate or default_learning_rate(model.arch, model.from_scratch),
-                           run_dir),
+        **{**shared_arguments(train, train.learning_rate or default_learning_rate(model.arch, model.from_scratch),
+                              run_dir),
+           "num_train_epochs": train.num_train_epochs or default_num_train_epochs(model.arch)},
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         remove_unused_columns=not train.teacher_model_dir,  # keep the teacher's logits for the loss
         eval_strategy="epoch", save_strategy="epoch", metric_for_best_model="accuracy", greater_is_better=True,
@@ -54,7 +68,11 @@ def training_arguments(train: TrainingConfig, model: ClassifierModelConfig, run_
 
 def prepare_tokenizer(model: ClassifierModelConfig, splits: LabelledSplits, run_dir: Path,
                       args: TrainingArguments) -> PreTrainedTokenizerBase:
-    """The pretrained model's tokenizer, or a WordPiece one learnt from the training split."""
+    """The pretrained model's tokenizer (the encoder's, or the embeddings' source's), or a WordPiece one learnt from
+    the training split."""
+    if model.embedding_init:
+        with args.main_process_first(desc="loading the embeddings' tokenizer"):  # a hub download happens once
+            return embedding_tokenizer(model.embedding_init)
     if not model.from_scratch:
         return load_tokenizer(model.model_name_or_path or default_encoder_path())
     return learnt_tokenizer(run_dir, args, lambda: train_wordpiece_tokenizer(
@@ -68,10 +86,7 @@ def build_classifier(model: ClassifierModelConfig, tokenizer: PreTrainedTokenize
     labels = {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
               "label2id": {name: i for i, name in enumerate(label_names)}}
     if model.arch == "lstm":
-        config = LSTMConfig(vocab_size=len(tokenizer), **model.lstm_sizes(),
-                            max_position_embeddings=model.max_seq_length,
-                            pad_token_id=tokenizer.pad_token_id, **labels)
-        return LSTMForSequenceClassification(config)
+        return build_lstm(model, tokenizer, labels)
     if model.from_scratch:
         config = BertConfig(
             vocab_size=len(tokenizer), hidden_size=model.hidden_size, num_hidden_layers=model.num_layers,
@@ -83,6 +98,21 @@ def build_classifier(model: ClassifierModelConfig, tokenizer: PreTrainedTokenize
     if classifier_pooling(model) == "mean":
         return PooledEncoderForSequenceClassification.from_encoder(path, **labels)
     return AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, **labels)
+
+
+def build_lstm(model: ClassifierModelConfig, tokenizer: PreTrainedTokenizerBase,
+               labels: dict) -> LSTMForSequenceClassification:
+    """A new LSTM; with `embedding_init`, its embeddings start from the pretrained model's, at their width (no
+    projection: the LSTM's input weights are a linear map of the embeddings already)."""
+    weight = pretrained_input_embeddings(model.embedding_init) if model.embedding_init else None  # (V, E)
+    sizes = {**model.lstm_sizes(), **({"embedding_dim": weight.shape[1]} if weight is not None else {})}
+    vocab_size = len(tokenizer) if weight is None else max(len(tokenizer), weight.shape[0])
+    config = LSTMConfig(vocab_size=vocab_size, **sizes, max_position_embeddings=model.max_seq_length,
+                        pad_token_id=tokenizer.pad_token_id, **labels)
+    network = LSTMForSequenceClassification(config)
+    if weight is not None:
+        copy_input_embeddings(network, weight, model.freeze_embeddings)
+    return network
 
 
 def classifier_pooling(model: ClassifierModelConfig) -> str:
@@ -190,9 +220,10 @@ def training_info(data: DataConfig, model: ClassifierModelConfig, train: Trainin
         "hyperparameters": {
             **optimisation_record(trainer, train), "max_seq_length": model.max_seq_length,
             "early_stopping_patience": train.early_stopping_patience,
-            **({"vocab_size": model.vocab_size} if model.from_scratch else {}),
+            **({"vocab_size": model.vocab_size} if model.from_scratch and not model.embedding_init else {}),
             **(_architecture_fields(model, trainer.model)),
         },
+        "embedding_init": embedding_info(model, trainer.model),
         "distillation": distillation_info(train, len(trainer.train_dataset) - len(splits.splits["train"])),
         "best_checkpoint_metric": {"accuracy": trainer.state.best_metric},
         **run_record(trainer, train, train_metrics, wall_seconds),
@@ -211,9 +242,17 @@ def distillation_info(train: TrainingConfig, transfer_examples: int) -> dict | N
                if train.transfer_file else {})}
 
 
+def embedding_info(model: ClassifierModelConfig, network: transformers.PreTrainedModel) -> dict | None:
+    """Where a pretrained-initialised LSTM's embeddings (and tokenizer) came from, for its card."""
+    if not model.embedding_init:
+        return None
+    return {"source": embedding_source(model.embedding_init), "frozen": model.freeze_embeddings,
+            "vocab_size": network.config.vocab_size, "embedding_dim": network.config.embedding_dim}
+
+
 def _architecture_fields(model: ClassifierModelConfig, network: transformers.PreTrainedModel) -> dict:
-    if model.arch == "lstm":
-        return model.lstm_sizes()
+    if model.arch == "lstm":  # read off the built model: with embedding_init, embedding_dim is the pretrained width
+        return {name: getattr(network.config, name) for name in LSTM_CLASSIFIER_SIZES}
     if model.from_scratch:
         return {"hidden_size": model.hidden_size, "num_layers": model.num_layers,
                 "num_attention_heads": model.num_attention_heads, "dropout": model.dropout}

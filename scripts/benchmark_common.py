@@ -1,0 +1,73 @@
+"""What the classifier benchmarks share: the TF-IDF + logistic regression baseline, one textsvc run from a recipe,
+the results table, the summary file and the copied cards. Imported by the `benchmark_*.py` scripts beside it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from textsvc.config.training import ClassifierModelConfig, DataConfig, TrainingConfig
+from textsvc.devices import device_description, pick_device
+from textsvc.modeldir import read_json
+from textsvc.pretrained import default_encoder_path
+from textsvc.training.classifier import train_classifier
+
+MINILM = "all-MiniLM-L6-v2"  # a recipe's embedding_init naming the installed copy (found when the run starts)
+
+
+def tfidf_baseline(train_texts: list[str], train_labels: list, test_texts: list[str], test_labels: list,
+                   c: float = 4.0) -> dict:
+    """TF-IDF (1-2 grams, sublinear tf) + logistic regression: the classical anchor, trained and tested in-process."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+
+    started = time.time()
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+    classifier = LogisticRegression(C=c, max_iter=2000).fit(vectorizer.fit_transform(train_texts), train_labels)
+    predictions = classifier.predict(vectorizer.transform(test_texts))
+    return {"test_accuracy": accuracy_score(test_labels, predictions),
+            "test_macro_f1": f1_score(test_labels, predictions, average="macro"), "wall_seconds": time.time() - started}
+
+
+def run_recipe(spec: dict, overrides: dict, output_dir: Path, data: dict, train: dict) -> dict:
+    """Train one textsvc classifier from a recipe (`{"model": ..., "train": ..., "data": ...}`, then `overrides`
+    of the same shape) and read its test figures back from the model directory."""
+    data_config = DataConfig(**{**data, **spec.get("data", {}), **overrides.get("data", {})})
+    model_values = {**spec.get("model", {}), **overrides.get("model", {})}
+    if model_values.get("embedding_init") == MINILM:
+        model_values["embedding_init"] = default_encoder_path()
+    model = ClassifierModelConfig(**model_values)
+    train_config = TrainingConfig(output_dir=str(output_dir), **{**train, **spec.get("train", {}),
+                                                                 **overrides.get("train", {})})
+    started = time.time()
+    train_classifier(data_config, model, train_config)
+    report = read_json(output_dir / "test_results.json")
+    info = read_json(output_dir / "training_info.json")
+    return {"test_accuracy": report["accuracy"], "test_macro_f1": report["macro_f1"],
+            "validation_accuracy": read_json(output_dir / "eval_results.json")["accuracy"],
+            "wall_seconds": time.time() - started, "epochs": info["hyperparameters"]["epochs_completed"],
+            "parameters": info["num_parameters"], "output_dir": str(output_dir)}
+
+
+def copy_card(result: dict, folder: str | None, name: str) -> None:
+    """Copy a run's model card to `folder/name.md` (the repository's model_cards/, say)."""
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(result["output_dir"]) / "README.md", Path(folder) / f"{name}.md")
+
+
+def report(title: str, results: dict, output_root: Path, accuracy_name: str = "test acc") -> None:
+    """Print the results table and merge the results into `output_root/summary.json` (earlier runs stay listed)."""
+    print(f"\n{title} on {device_description(pick_device())}")
+    print(f"{'model':<26}{accuracy_name:>9}{'macro F1':>10}{'val acc':>9}{'epochs':>8}{'wall s':>9}")
+    for name, r in results.items():
+        print(f"{name:<26}{r['test_accuracy']:>9.4f}{r.get('test_macro_f1', float('nan')):>10.4f}"
+              f"{r.get('validation_accuracy', float('nan')):>9.4f}{r.get('epochs', float('nan')):>8}"
+              f"{r['wall_seconds']:>9.1f}")
+    output_root.mkdir(parents=True, exist_ok=True)
+    summary = output_root / "summary.json"
+    earlier = json.loads(summary.read_text()) if summary.is_file() else {}
+    summary.write_text(json.dumps({**earlier, **results}, indent=2) + "\n")
