@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib.util
+import json
 import socket
 import subprocess
 import sys
@@ -92,7 +93,8 @@ def start_textsvc(args: argparse.Namespace) -> tuple[str, subprocess.Popen]:
     port = free_port()
     command = [sys.executable, "-m", "textsvc.cli", "serve", "--models_dir", args.models_dir, "--port", str(port),
                *[flag for pair in args.serve_flag for flag in pair.split(" ", 1)]]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = open(Path(tempfile.gettempdir()) / f"textsvc-bench-{port}.log", "wb")  # its access log: a pipe would fill
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
     wait_ready(base + "/ready", process)
     return base, process
@@ -201,6 +203,8 @@ def main() -> None:
                            **generate_round(base, args, prompts, skip, gguf)}
                 figures["textsvc_memory"] = memory_mib(server.pid)
                 rounds.append(figures)
+                (Path(args.output_dir) / "rounds.partial.json").parent.mkdir(parents=True, exist_ok=True)
+                (Path(args.output_dir) / "rounds.partial.json").write_text(json.dumps(rounds))
                 print(f"round {number + 1}/{args.rounds}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
     finally:
         server.terminate()
