@@ -210,6 +210,7 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=60)
     report.write_all(rounds, args, Path(args.output_dir))
+    (Path(args.output_dir) / "rounds.partial.json").unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
