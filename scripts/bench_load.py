@@ -47,6 +47,17 @@ def classify_once(url: str, texts: list[str]) -> Outcome:
     return Outcome(time.perf_counter() - started, texts=len(texts))
 
 
+def get_once(url: str) -> Outcome:
+    """One GET (the no-op route: what HTTP alone costs); its latency."""
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            response.read()
+    except Exception as error:
+        return Outcome(time.perf_counter() - started, error=repr(error))
+    return Outcome(time.perf_counter() - started)
+
+
 def stream_completion(url: str, body: dict) -> Outcome:
     """One streamed OpenAI `/v1/completions` request; the arrival time of every content piece."""
     started = time.perf_counter()

@@ -104,16 +104,13 @@ def classify_round(base: str, args, texts: list[str], skip: set[str], work_dir: 
     """One round of every /classify figure: textsvc's levels, the no-op route, and the peers."""
     figures, model_dir = {}, str(Path(args.models_dir) / args.classifier)
     n = args.classify_requests
-    for clients in [int(c) for c in args.classify_clients.split(",")]:
-        send = lambda i: load.classify_once(base + "/classify", [texts[i % len(texts)]])  # noqa: E731
-        outcomes, wall = load.closed_loop(send, clients, n)
-        figures[f"textsvc_classify_c{clients}"] = load.summarize(outcomes, wall)
-    health = lambda i: load.Outcome(*_timed_get(base + "/health"))  # noqa: E731
-    outcomes, wall = load.closed_loop(health, max(int(c) for c in args.classify_clients.split(",")), n)
-    figures["noop_route"] = load.summarize(outcomes, wall)
     send = lambda i: load.classify_once(base + "/classify", [texts[i % len(texts)]])  # noqa: E731
-    outcomes, wall = load.open_loop(send, args.poisson_rate, n)
-    figures["textsvc_classify_poisson"] = load.summarize(outcomes, wall)
+    levels = [int(c) for c in args.classify_clients.split(",")]
+    for clients in levels:
+        figures[f"textsvc_classify_c{clients}"] = load.summarize(*load.closed_loop(send, clients, n))
+    health = lambda i: load.get_once(base + "/health")  # noqa: E731
+    figures["noop_route"] = load.summarize(*load.closed_loop(health, max(levels), n))
+    figures["textsvc_classify_poisson"] = load.summarize(*load.open_loop(send, args.poisson_rate, n))
     sample = texts[:n]
     if "pipeline" not in skip:
         figures["pipeline_1"] = {"texts_per_s": peers.pipeline_one_at_a_time(model_dir, sample, args.peer_device)}
@@ -125,13 +122,6 @@ def classify_round(base: str, args, texts: list[str], skip: set[str], work_dir: 
         for name, by_length in (("raw_forward_32_sorted", True), ("raw_forward_32", False)):
             figures[name] = {"texts_per_s": peers.raw_forward(model_dir, sample, 32, by_length, args.peer_device)}
     return figures
-
-
-def _timed_get(url: str) -> tuple[float]:
-    started = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=60) as response:
-        response.read()
-    return (time.perf_counter() - started,)
 
 
 def generate_round(base: str, args, prompts: list[str], skip: set[str], gguf: str | None) -> dict:
@@ -160,8 +150,7 @@ def generate_round(base: str, args, prompts: list[str], skip: set[str], gguf: st
 def _streams(base: str, body: dict, prompts: list[str], streams: int) -> dict:
     requests = max(streams, 4) if streams == 1 else streams
     send = lambda i: load.stream_completion(base + "/v1/completions", {**body, "prompt": prompts[i % len(prompts)]})  # noqa: E731
-    outcomes, wall = load.closed_loop(send, streams, requests)
-    return load.summarize(outcomes, wall)
+    return load.summarize(*load.closed_loop(send, streams, requests))
 
 
 def _llama_server(gguf: str, args, prompts: list[str], levels: list[int]) -> dict:

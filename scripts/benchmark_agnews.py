@@ -15,7 +15,7 @@ import csv
 import json
 from pathlib import Path
 
-from benchmark_common import MINILM, copy_card, report, run_recipe, tfidf_baseline
+from benchmark_common import MINILM, add_run_flags, copy_card, report, run_recipe, tfidf_baseline
 
 TRAIN_SHARE = 0.9
 RUNS = {
@@ -42,13 +42,7 @@ def write_split(rows: list[tuple[str, str]], path: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", default="../shared/data/ag_news/train_sample.tsv")
-    parser.add_argument("--output_dir", default="runs/agnews")
-    parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=list(RUNS))
-    parser.add_argument("--overrides", default="{}",
-                        help='JSON: {"lstm": {"model": {...}, "train": {...}, "data": {...}}}')
-    parser.add_argument("--copy_cards", help="copy each model card to this folder")
-    parser.add_argument("--no_baseline", action="store_true")
-    parser.add_argument("--disable_tqdm", action="store_true")
+    add_run_flags(parser, RUNS, "runs/agnews", list(RUNS))
     args = parser.parse_args()
     output_root, overrides = Path(args.output_dir), json.loads(args.overrides)
 
@@ -58,8 +52,9 @@ def main() -> None:
     test_file = write_split(rows[cut:], output_root / "ag_news" / "test.tsv")
     results = {}
     if not args.no_baseline:
-        results["tfidf+logreg (baseline)"] = tfidf_baseline(
-            [t for t, _ in rows[:cut]], [y for _, y in rows[:cut]], [t for t, _ in rows[cut:]], [y for _, y in rows[cut:]])
+        train_rows, test_rows = rows[:cut], rows[cut:]
+        results["tfidf+logreg (baseline)"] = tfidf_baseline([t for t, _ in train_rows], [y for _, y in train_rows],
+                                                            [t for t, _ in test_rows], [y for _, y in test_rows])
     data = {"train_file": str(train_file), "test_file": str(test_file),
             "dataset_description": "A random sample of the AG News training split (Zhang et al. 2015), descriptions "
                                    f"only: the first {cut:,} articles (validation carved from them), tested on the "

@@ -3,6 +3,7 @@ the results table, the summary file and the copied cards. Imported by the `bench
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import time
@@ -15,6 +16,17 @@ from textsvc.pretrained import default_encoder_path
 from textsvc.training.classifier import train_classifier
 
 MINILM = "all-MiniLM-L6-v2"  # a recipe's embedding_init naming the installed copy (found when the run starts)
+
+
+def add_run_flags(parser: argparse.ArgumentParser, runs: dict, output_dir: str, default_runs: list[str]) -> None:
+    """The flags every data set's benchmark takes: where runs go, which run, recipe overrides, cards, baseline."""
+    parser.add_argument("--output_dir", default=output_dir)
+    parser.add_argument("--runs", nargs="+", choices=sorted(runs), default=default_runs)
+    parser.add_argument("--overrides", default="{}",
+                        help='JSON: {"lstm": {"model": {...}, "train": {...}, "data": {...}}}')
+    parser.add_argument("--copy_cards", help="copy each model card to this folder")
+    parser.add_argument("--no_baseline", action="store_true")
+    parser.add_argument("--disable_tqdm", action="store_true")
 
 
 def tfidf_baseline(train_texts: list[str], train_labels: list, test_texts: list[str], test_labels: list,

@@ -15,7 +15,7 @@ import csv
 import json
 from pathlib import Path
 
-from benchmark_common import MINILM, copy_card, report, run_recipe, tfidf_baseline
+from benchmark_common import MINILM, add_run_flags, copy_card, report, run_recipe, tfidf_baseline
 
 RUNS = {
     "lstm": dict(model={"arch": "lstm", "embedding_dim": 300, "hidden_size": 256, "num_layers": 2,
@@ -95,17 +95,11 @@ def run_textsvc(name: str, data_dir: Path, output_root: Path, overrides: dict, d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", default="../shared/data/sst2")
-    parser.add_argument("--output_dir", default="runs/sst2")
-    parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=sorted(RUNS))
-    parser.add_argument("--overrides", default="{}",
-                        help='JSON: {"lstm": {"model": {...}, "train": {...}, "data": {...}}}')
-    parser.add_argument("--copy_cards", help="copy each model card to this folder")
-    parser.add_argument("--no_baseline", action="store_true")
+    add_run_flags(parser, RUNS, "runs/sst2", sorted(RUNS))
     parser.add_argument("--imdb_csv", help="IMDB train.csv.gz: its sentences become the distillation transfer set")
     parser.add_argument("--transfer_sentences", type=int, default=40000)
     parser.add_argument("--teacher_dirs", nargs="+",
                         help=f"teachers of the distilled runs (default: the {TEACHER!r} run in --output_dir)")
-    parser.add_argument("--disable_tqdm", action="store_true")
     args = parser.parse_args()
     data_dir, output_root = Path(args.data_dir), Path(args.output_dir)
     overrides = json.loads(args.overrides)

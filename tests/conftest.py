@@ -75,6 +75,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def metric(client, name: str, **labels) -> float:
+    """One sample's value from a test client's /metrics (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True)):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+def write_broken_models(root: Path, classifier_dir: Path, generator_dir: Path) -> Path:
+    """A models folder of two good models and one, `corrupt`, whose model.safetensors is 4 KB of random bytes."""
+    shutil.copytree(classifier_dir, root / "sentiment-lstm")
+    shutil.copytree(generator_dir, root / "tiny-lstm-lm")
+    shutil.copytree(classifier_dir, root / "corrupt")
+    (root / "corrupt" / "model.safetensors").write_bytes(os.urandom(4096))
+    return root
+
+
 def as_flags(settings: dict) -> list[str]:
     """The command-line flags that mean the same as `settings`."""
     flags = []

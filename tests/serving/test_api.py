@@ -6,13 +6,14 @@ import json
 import threading
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from textsvc.config.sampling import SamplingConfig
 from textsvc.generation.loop import generate
 from textsvc.serving.api import create_app
 from textsvc.serving.engine import Engine
 from textsvc.serving.openapi import openapi_document
+
+from conftest import metric
 
 ERROR_CODES = openapi_document()["components"]["schemas"]["ErrorCode"]["enum"]  # the codes /openapi.json lists
 
@@ -35,14 +36,6 @@ def events(response) -> list:
     lines = [line[len("data: "):] for line in response.get_data(as_text=True).split("\n\n") if line]
     return [line if line == "[DONE]" else json.loads(line) for line in lines]
 
-
-def metric(client, name: str, **labels) -> float:
-    """One sample's value from /metrics (0 when absent)."""
-    for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True)):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return 0.0
 
 
 def test_health_ready_models_and_openapi(client):

@@ -30,8 +30,8 @@ def test_bf16_serving_keeps_the_labels_and_scores_close(arch, lstm_dir, transfor
     assert client.get("/models/model").get_json()["dtype"] == "bfloat16"
     texts = ["a good great film", "an awful boring plot", "the movie"]
     served = client.post("/classify", json={"inputs": texts, "parameters": {"top_k": None}}).get_json()
-    reference = classify_logits(load_classifier(model_dir, "cpu"), texts).softmax(-1)  # float32
-    labels = load_classifier(model_dir, "cpu").label_names
+    float32 = load_classifier(model_dir, "cpu")
+    reference, labels = classify_logits(float32, texts).softmax(-1), float32.label_names
     for scores, row in zip(served, reference):
         by_label = {item["label"]: item["score"] for item in scores}
         assert max(by_label, key=by_label.get) == labels[int(row.argmax())]

@@ -4,16 +4,16 @@ answers: through Flask's test client, on tiny real models."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from textsvc.cli import main
 from textsvc.serving.api import create_app
 from textsvc.serving.auth import KeyRing, hash_key
+
+from conftest import metric, write_broken_models
 
 ADMIN = {"Authorization": "Bearer admin-key"}
 USER = {"Authorization": "Bearer user-key"}
@@ -22,25 +22,13 @@ USER = {"Authorization": "Bearer user-key"}
 @pytest.fixture()
 def broken_models(tmp_path, lstm_dir, lstm_lm_dir):
     """Two good models and one whose model.safetensors is 4 KB of random bytes."""
-    root = tmp_path / "models"
-    shutil.copytree(lstm_dir, root / "sentiment-lstm")
-    shutil.copytree(lstm_lm_dir, root / "tiny-lstm-lm")
-    shutil.copytree(lstm_dir, root / "corrupt")
-    (root / "corrupt" / "model.safetensors").write_bytes(os.urandom(4096))
-    return root
+    return write_broken_models(tmp_path / "models", lstm_dir, lstm_lm_dir)
 
 
 def served(models_dir, **settings):
     app = create_app({"models_dir": str(models_dir), "device": "cpu", "warmup": False, **settings})
     return app, app.test_client()
 
-
-def metric(client, name: str, **labels) -> float:
-    for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True)):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return 0.0
 
 
 def test_a_corrupt_model_fails_alone_and_its_message_shows_no_path(broken_models):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import shutil
 import signal
 import threading
@@ -15,6 +14,8 @@ import urllib.request
 
 import pytest
 from test_serve import call, metric_samples, running_server
+
+from conftest import write_broken_models
 
 pytestmark = pytest.mark.slow
 LONG = {"inputs": "", "model": "tiny-lstm-lm", "parameters": {"max_new_tokens": 3000, "details": True}}  # ~5 s
@@ -34,11 +35,7 @@ def open_stream(url: str, body: dict) -> http.client.HTTPResponse:
 
 
 def test_corrupt_model_sighup_and_sigterm_on_a_real_server(tmp_path, lstm_dir, lstm_lm_dir):
-    models = tmp_path / "models"
-    shutil.copytree(lstm_dir, models / "sentiment-lstm")
-    shutil.copytree(lstm_lm_dir, models / "tiny-lstm-lm")
-    shutil.copytree(lstm_dir, models / "corrupt")
-    (models / "corrupt" / "model.safetensors").write_bytes(os.urandom(4096))
+    models = write_broken_models(tmp_path / "models", lstm_dir, lstm_lm_dir)
     with running_server(models, "--max_new_tokens_limit", "3000", "--shutdown_grace_s", "60") as (url, process):
         status, ready = call(url, "/ready")
         assert status == 200 and [failure["name"] for failure in ready["failed"]] == ["corrupt"]
