@@ -27,6 +27,7 @@ from textsvc.loading import (
     load_generator,
 )
 from textsvc.serving.classifier_batching import DynamicBatcher
+from textsvc.serving.compute import in_passing_thread, runner_for
 from textsvc.serving.generator_batching import GenerationWorker, Job
 from textsvc.serving.model_status import fingerprint, public_error, readiness_gaps
 from textsvc.serving.telemetry import Telemetry
@@ -186,7 +187,8 @@ class Engine:
         return changes
 
     def _load_one(self, name: str, path: Path) -> ServedClassifier | ServedGenerator:
-        return self._load_generator(name, path) if is_generator(path) else self._load_classifier(name, path)
+        load = self._load_generator if is_generator(path) else self._load_classifier
+        return in_passing_thread(load, name, path)  # its torch thread pool ends with it (serving.compute)
 
     def _load_generator(self, name: str, path: Path) -> ServedGenerator:
         loaded = load_generator(path, self.config.device, self.config.dtype)
@@ -202,14 +204,14 @@ class Engine:
 
     def _load_classifier(self, name: str, path: Path) -> ServedClassifier:
         loaded, hooks = load_classifier(path, self.config.device, self.config.dtype), self.telemetry.worker_hooks(name)
-        served = ServedClassifier(name, path, loaded)
+        served, run = ServedClassifier(name, path, loaded), runner_for(loaded.device)
         served.batcher = DynamicBatcher(
-            lambda ids: list(loaded.logits(ids)), max_batch_size=self.config.max_batch_size,  # B x (num_labels,)
+            lambda ids: list(run(loaded.logits, ids)), max_batch_size=self.config.max_batch_size,  # B x (num_labels,)
             max_wait_ms=self.config.max_wait_ms, max_batch_tokens=self.config.max_batch_tokens, length=len,
             max_queue_size=self.config.max_queue_size, name=name,
             retry_after_s=self.config.retry_after_s, on_batch=hooks["on_batch"], on_depth=hooks["on_depth"])
         if self.config.warmup:
-            loaded.logits(loaded.encode(["warm up"]))
+            run(loaded.logits, loaded.encode(["warm up"]))
         return served
 
     def close(self) -> None:

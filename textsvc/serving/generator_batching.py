@@ -7,6 +7,7 @@ transformer's key/value cache rows are left-padded to one length, with an attent
 explicit position ids. Token choice, stop strings and text
 release are `generation.sequence.DecodingSequence`'s, so what a request gets does not depend on the path that made it
 (up to floating-point differences between batch shapes). Requests wait in an `AdmissionQueue`, as classifier texts do.
+Each iteration's torch work runs where `serving.compute` says: on the process's compute thread for a CPU model.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from textsvc.generation.stopping import eos_ids
 from textsvc.loading import context_length
 from textsvc.models.lstm import LSTMForCausalLM
 from textsvc.serving.admission import AdmissionQueue
+from textsvc.serving.compute import runner_for
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +156,11 @@ class GenerationWorker:
         self.model, self.tokenizer, self.name = model, tokenizer, name
         self.limit, self.ends = context_length(model), eos_ids(model, tokenizer)
         self.special = self.ends | set(tokenizer.all_special_ids)
+        self.run = runner_for(model.device)  # where the torch work runs (serving.compute)
+        self._running: list[tuple[Job, DecodingSequence]] = []  # the worker's own: the seats taken, and their rows
+        self._rows: StateRows | CacheRows | None = None
         self.on_batch, self.on_first_token, self.on_tokens = on_batch, on_first_token, on_tokens
-        self.max_batch_size = max_batch_size if self._batchable() else 1
+        self.max_batch_size = max_batch_size if self.run(self._batchable) else 1
         self.queue: AdmissionQueue[Job] = AdmissionQueue(max_queue_size, name=name, retry_after_s=retry_after_s,
                                                          on_depth=on_depth)
         self._thread = threading.Thread(target=self._run, name=f"textsvc-{name}", daemon=True)
@@ -192,45 +197,47 @@ class GenerationWorker:
 
     def _run(self) -> None:
         with torch.inference_mode():
-            running: list[tuple[Job, DecodingSequence]] = []
-            rows = None
             # waiting jobs take the free seats between steps; block only while nothing runs
-            while (jobs := self.queue.take(self.max_batch_size - len(running), block=not running)) is not None:
+            while (jobs := self.queue.take(self.max_batch_size - len(self._running),
+                                           block=not self._running)) is not None:
                 for job in jobs:
                     job.started = time.perf_counter()
                     if job.cancelled:
                         job._put(None)  # its client went away while it waited
-                seated = self._seat([job for job in jobs if not job.cancelled])
-                if seated is not None:
-                    running += seated[0]
-                    rows = seated[1] if rows is None else rows.join(seated[1])
-                if not running:
-                    continue
-                try:
-                    tokens = torch.tensor([[sequence.history[-1]] for _, sequence in running],
-                                          device=self.model.device)
-                    self.on_batch(len(running))
-                    logits = rows.step(self.model, tokens)  # (B, V)
-                    argmax = logits.argmax(dim=-1).tolist()  # (B,) the picks of the plain greedy rows
-                    for index, (job, sequence) in enumerate(running):
-                        self._emit(job, sequence, sequence.step(logits[index:index + 1], argmax[index]))
-                except Exception as error:  # every request of this batch fails; the worker lives on
-                    log.exception("a decoding step failed on %s", self.name)
-                    for job, _ in running:
-                        job._put(error)
-                    running, rows = [], None
-                    continue
-                keep = [index for index, (job, sequence) in enumerate(running) if not sequence.done
-                        and not job.cancelled]
-                if len(keep) < len(running):
-                    for index, (job, sequence) in enumerate(running):
-                        if index not in keep and not sequence.done:
-                            job._put(None)  # cancelled: the stream ends without a result
-                    running = [running[index] for index in keep]
-                    if running:
-                        rows.select(torch.tensor(keep, device=self.model.device))
-                    else:
-                        rows = None
+                self.run(self._advance, [job for job in jobs if not job.cancelled])
+
+    def _advance(self, newcomers: list[Job]) -> None:
+        """Seat the newcomers, decode one token for every running sequence, and drop the finished and cancelled."""
+        seated = self._seat(newcomers)
+        if seated is not None:
+            self._running += seated[0]
+            self._rows = seated[1] if self._rows is None else self._rows.join(seated[1])
+        running = self._running
+        if not running:
+            return
+        try:
+            tokens = torch.tensor([[sequence.history[-1]] for _, sequence in running], device=self.model.device)
+            self.on_batch(len(running))
+            logits = self._rows.step(self.model, tokens)  # (B, V)
+            argmax = logits.argmax(dim=-1).tolist()  # (B,) the picks of the plain greedy rows
+            for index, (job, sequence) in enumerate(running):
+                self._emit(job, sequence, sequence.step(logits[index:index + 1], argmax[index]))
+        except Exception as error:  # every request of this batch fails; the worker lives on
+            log.exception("a decoding step failed on %s", self.name)
+            for job, _ in running:
+                job._put(error)
+            self._running, self._rows = [], None
+            return
+        keep = [index for index, (job, sequence) in enumerate(running) if not sequence.done and not job.cancelled]
+        if len(keep) < len(running):
+            for index, (job, sequence) in enumerate(running):
+                if index not in keep and not sequence.done:
+                    job._put(None)  # cancelled: the stream ends without a result
+            self._running = [running[index] for index in keep]
+            if self._running:
+                self._rows.select(torch.tensor(keep, device=self.model.device))
+            else:
+                self._rows = None
 
     def _seat(self, jobs: list[Job]) -> tuple[list[tuple[Job, DecodingSequence]], StateRows | CacheRows] | None:
         """Prefill the newcomers together and emit their first tokens; the ones still running, and their rows."""
