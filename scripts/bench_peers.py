@@ -16,6 +16,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 import textsvc  # noqa: F401  (registers textsvc's architectures with the Auto classes)
+from textsvc.onnx_classifier import INPUT_NAMES, export_classifier
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -49,41 +50,28 @@ def raw_forward(model_dir: str, texts: list[str], batch_size: int, sort_by_lengt
 
 
 def onnx_one_at_a_time(model_dir: str, texts: list[str], work_dir: Path, threads: int) -> float | None:
-    """Texts per second of ONNX Runtime on the classifier exported with `torch.onnx`, one text per call."""
+    """Texts per second of ONNX Runtime on the classifier exported with `torch.onnx` (textsvc's own export, as a
+    user would make it), one text per call, tokenized by the model's tokenizer."""
     try:
         import onnxruntime
     except ImportError:
         return None
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    path = export_onnx(model_dir, tokenizer, work_dir / "classifier.onnx")
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    path = export_classifier(model, work_dir / "classifier.onnx")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    names = {i.name for i in session.get_inputs()}
 
     def run(text: str) -> None:
         encoded = tokenizer(text, truncation=True, return_tensors="np")
-        session.run(None, {name: encoded[name] for name in names})
+        session.run(None, {name: encoded[name] for name in INPUT_NAMES})
 
     run(texts[0])
     started = time.perf_counter()
     for text in texts:
         run(text)
     return len(texts) / (time.perf_counter() - started)
-
-
-def export_onnx(model_dir: str, tokenizer, path: Path) -> Path:
-    """The classifier as ONNX with dynamic batch and sequence axes (the dynamo exporter of torch.onnx)."""
-    if path.is_file():
-        return path
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-    sample = tokenizer(["a sample text", "a second, longer sample text"], padding=True, return_tensors="pt")
-    inputs = {name: sample[name] for name in tokenizer.model_input_names if name in sample}
-    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(model, (), str(path), kwargs=inputs, dynamo=True, input_names=list(inputs),
-                      dynamic_shapes={name: {0: batch, 1: sequence} for name in inputs})
-    return path
 
 
 @torch.inference_mode()

@@ -22,7 +22,8 @@ os.environ.update(HF_HOME=_HF_HOME, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                   HF_DATASETS_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
                   OMP_NUM_THREADS="1",  # tiny models run faster on one thread, and far faster beside a busy process
                   # served models in float32, so that served figures equal direct ones; test_dtype.py covers the rest
-                  TEXTSVC_DTYPE="float32")
+                  TEXTSVC_DTYPE="float32",
+                  TEXTSVC_HOME=_HF_HOME)  # the ONNX exports of served classifiers, made once per session
 
 from textsvc.config.training import ClassifierModelConfig, DataConfig, TrainingConfig  # noqa: E402
 

@@ -43,6 +43,24 @@ def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
+def pick_classifier_backend(requested: str, dtype: str, device: torch.device) -> str:
+    """"torch" or "onnxruntime" for a classifier. "auto" is ONNX Runtime where it measured fastest, on the CPU in
+    float32 (when dtype is auto or float32), if it is installed; an explicit "onnxruntime" needs the CPU."""
+    from textsvc.onnx_classifier import onnx_runtime_available
+
+    if requested == "onnxruntime":
+        if device.type != "cpu":
+            raise ConfigError("classifier_backend: onnxruntime runs on the CPU only here; use torch on a GPU",
+                              field="classifier_backend")
+        if not onnx_runtime_available():
+            raise ConfigError("classifier_backend: onnxruntime needs the onnxruntime, onnx and onnxscript packages",
+                              field="classifier_backend")
+        return requested
+    if requested == "auto" and device.type == "cpu" and dtype in ("auto", "float32") and onnx_runtime_available():
+        return "onnxruntime"
+    return "torch"
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU has bf16 instructions (AVX-512 BF16 or AMX); plain AVX-512 only emulates them."""
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()

@@ -19,6 +19,7 @@ import textsvc  # noqa: F401  (registers textsvc's architectures with the Auto c
 from textsvc.devices import pick_device, pick_dtype
 from textsvc.modeldir import check_model_dir, read_json
 from textsvc.models.lstm import LSTMForCausalLM
+from textsvc.onnx_classifier import OnnxSession
 from textsvc.tokenization import load_tokenizer
 
 DEFAULT_EVAL_BLOCK = 1024  # evaluation window for a model whose training block size is not recorded
@@ -32,6 +33,11 @@ class LoadedClassifier:
     tokenizer: PreTrainedTokenizerBase
     device: torch.device
     max_length: int
+    session: OnnxSession | None = None  # when set, ONNX Runtime runs the forward passes on the model's export
+
+    @property
+    def backend(self) -> str:
+        return "onnxruntime" if self.session else "torch"
 
     @property
     def label_names(self) -> list[str]:
@@ -50,6 +56,8 @@ class LoadedClassifier:
         mask = torch.zeros_like(input_ids)
         for index, row in enumerate(ids):  # right padding, built here: `tokenizer.pad` costs more than small passes
             input_ids[index, :len(row)], mask[index, :len(row)] = torch.tensor(row), 1
+        if self.session is not None:
+            return self.session.logits(input_ids, mask)
         return self.model(input_ids=input_ids.to(self.device),
                           attention_mask=mask.to(self.device)).logits.float().cpu()  # (B, num_labels)
 

@@ -12,6 +12,7 @@ from textsvc.config.common import require, setting
 from textsvc.errors import ConfigError
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # what `devices.pick_dtype` turns into a torch dtype
+CLASSIFIER_BACKENDS = ("auto", "torch", "onnxruntime")  # what `devices.pick_classifier_backend` chooses from
 ENV_PREFIX = "TEXTSVC_"  # TEXTSVC_API_KEYS=k1,k2 sets `api_keys`: keys stay out of argv and shell history
 
 
@@ -33,6 +34,10 @@ class ServingConfig:
     device: str | None = setting(None, "cpu, cuda or cuda:N (default: cuda when present)")
     dtype: str = setting("auto", "float32, bfloat16, float16, or auto: bfloat16 on GPUs that have it and on CPUs "
                                  "with AVX-512 BF16 or AMX, else float32")
+    classifier_backend: str = setting("auto", "what runs the classifiers' forward passes: torch, onnxruntime (the "
+                                              "CPU only, float32, from an export kept under --home), or auto: "
+                                              "onnxruntime on the CPU when installed and dtype is auto or float32, "
+                                              "for the models it can export, else torch")
     host: str = setting("127.0.0.1", "address to listen on")
     port: int = setting(8000, "port to listen on")
     threads: int | None = setting(None, "HTTP worker threads, streams included (default: enough for every seat the "
@@ -89,6 +94,8 @@ class ServingConfig:
             require(getattr(self, name) > 0, name, "must be positive")
         require(self.port < 65536, "port", "must be below 65536")
         require(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
+        require(self.classifier_backend in CLASSIFIER_BACKENDS, "classifier_backend",
+                f"must be one of {', '.join(CLASSIFIER_BACKENDS)}")
         require(0 <= self.max_wait_ms <= 10_000, "max_wait_ms", "must be in [0, 10000]")
         require(self.retry_after_s >= 0, "retry_after_s", "must be >= 0")
         for name in ("api_keys", "admin_keys"):

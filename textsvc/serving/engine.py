@@ -15,7 +15,8 @@ import torch
 
 from textsvc.cards.common import read_card_metadata
 from textsvc.config.sampling import SamplingConfig
-from textsvc.config.serving import ServingConfig
+from textsvc.config.serving import ServingConfig, textsvc_home
+from textsvc.devices import pick_classifier_backend, pick_device, pick_dtype
 from textsvc.errors import ConfigError, ErrorCode, OverloadedError, RequestError
 from textsvc.generation.sequence import GenerationResult
 from textsvc.loading import (
@@ -26,6 +27,7 @@ from textsvc.loading import (
     load_classifier,
     load_generator,
 )
+from textsvc.onnx_classifier import OnnxSession, onnx_session
 from textsvc.serving.classifier_batching import DynamicBatcher
 from textsvc.serving.compute import in_passing_thread, runner_for
 from textsvc.serving.generator_batching import GenerationWorker, Job
@@ -77,7 +79,8 @@ class ServedClassifier:
         config = self.loaded.model.config
         return {"name": self.name, "kind": self.kind, "task": "text-classification",
                 **model_facts(self.loaded.model, self.loaded.device),
-                "labels": self.loaded.label_names, "problem_type": config.problem_type or "single_label_classification",
+                "backend": self.loaded.backend, "labels": self.loaded.label_names,
+                "problem_type": config.problem_type or "single_label_classification",
                 "max_input_tokens": self.loaded.max_length}
 
     @property
@@ -203,8 +206,12 @@ class Engine:
         return served
 
     def _load_classifier(self, name: str, path: Path) -> ServedClassifier:
-        loaded, hooks = load_classifier(path, self.config.device, self.config.dtype), self.telemetry.worker_hooks(name)
-        served, run = ServedClassifier(name, path, loaded), runner_for(loaded.device)
+        device = pick_device(self.config.device)
+        backend = pick_classifier_backend(self.config.classifier_backend, self.config.dtype, device)
+        loaded = load_classifier(path, str(device), "float32" if backend == "onnxruntime" else self.config.dtype)
+        if backend == "onnxruntime":
+            loaded.session = self._onnx_session(name, path, loaded)
+        served, run, hooks = ServedClassifier(name, path, loaded), runner_for(device), self.telemetry.worker_hooks(name)
         served.batcher = DynamicBatcher(
             lambda ids: list(run(loaded.logits, ids)), max_batch_size=self.config.max_batch_size,  # B x (num_labels,)
             max_wait_ms=self.config.max_wait_ms, max_batch_tokens=self.config.max_batch_tokens, length=len,
@@ -213,6 +220,18 @@ class Engine:
         if self.config.warmup:
             run(loaded.logits, loaded.encode(["warm up"]))
         return served
+
+    def _onnx_session(self, name: str, path: Path, loaded: LoadedClassifier) -> OnnxSession | None:
+        """ONNX Runtime over the model's export; under `auto`, None (torch serves it, in `dtype`) when the model
+        does not export (the LSTM's packed sequences do not)."""
+        try:
+            return onnx_session(loaded.model, path, textsvc_home(self.config.home) / "onnx")
+        except Exception:
+            if self.config.classifier_backend == "onnxruntime":
+                raise
+            log.warning("%s does not export to ONNX; torch serves it", name, exc_info=log.isEnabledFor(logging.DEBUG))
+            loaded.model.to(pick_dtype(self.config.dtype, loaded.device))
+            return None
 
     def close(self) -> None:
         """Stop the batch workers after the queued work."""

@@ -1,0 +1,77 @@
+"""The ONNX Runtime path for classifiers: the export equals the torch model, is made once per weights file, and the
+engine picks it where it should (the CPU, float32, models that export) and says so in /models."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from textsvc.config.serving import ServingConfig, textsvc_home
+from textsvc.devices import pick_classifier_backend
+from textsvc.errors import ConfigError
+from textsvc.loading import classify_logits, load_classifier
+from textsvc.onnx_classifier import export_key, onnx_session
+from textsvc.serving.engine import Engine
+
+CACHE = textsvc_home() / "onnx"  # the session's (conftest's TEXTSVC_HOME), shared with the served models' exports
+TEXTS = ["good great film", "awful boring plot with a long and winding sentence that goes on", "the", ""]
+
+
+def test_onnx_logits_equal_torch_logits_on_padded_batches(transformer_dir):
+    loaded = load_classifier(transformer_dir, "cpu")
+    expected = classify_logits(loaded, TEXTS)
+    loaded.session = onnx_session(loaded.model, transformer_dir, CACHE)
+    assert loaded.backend == "onnxruntime"
+    assert torch.allclose(classify_logits(loaded, TEXTS), expected, atol=1e-4)
+    assert torch.allclose(classify_logits(loaded, TEXTS[1:2]), expected[1:2], atol=1e-4)  # a batch of one
+
+
+def test_export_is_made_once_per_weights_file(transformer_dir, tmp_path):
+    loaded = load_classifier(transformer_dir, "cpu")
+    onnx_session(loaded.model, transformer_dir, CACHE)
+    export = CACHE / export_key(transformer_dir) / "model.onnx"
+    made = export.stat().st_mtime_ns
+    onnx_session(loaded.model, transformer_dir, CACHE)
+    assert export.stat().st_mtime_ns == made and list(export.parent.iterdir()) == [export]
+    changed = tmp_path / "changed"
+    shutil.copytree(transformer_dir, changed)
+    (changed / "config.json").write_text((changed / "config.json").read_text().replace("}", ', "note": 1}', 1))
+    assert export_key(changed) != export_key(transformer_dir)
+
+
+def test_auto_picks_onnx_runtime_for_float32_on_the_cpu_only():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert pick_classifier_backend("auto", "auto", cpu) == "onnxruntime"
+    assert pick_classifier_backend("auto", "float32", cpu) == "onnxruntime"
+    assert pick_classifier_backend("auto", "bfloat16", cpu) == "torch"  # reduced precision was asked for
+    assert pick_classifier_backend("auto", "auto", gpu) == "torch"
+    assert pick_classifier_backend("torch", "auto", cpu) == "torch"
+    with pytest.raises(ConfigError, match="CPU only"):
+        pick_classifier_backend("onnxruntime", "auto", gpu)
+
+
+def test_engine_serves_transformers_through_onnx_and_the_lstm_through_torch(models_dir):
+    engine = Engine(ServingConfig(models_dir=str(models_dir), device="cpu", dtype="float32"))
+    engine.load()
+    try:
+        assert engine.models["sentiment-bert"].describe()["backend"] == "onnxruntime"
+        assert engine.models["sentiment-lstm"].describe()["backend"] == "torch"  # packed sequences do not export
+        served = engine.classify("sentiment-bert", TEXTS)
+    finally:
+        engine.close()
+    expected = classify_logits(load_classifier(models_dir / "sentiment-bert", "cpu"), TEXTS).softmax(-1)
+    for row, probabilities in zip(served, expected, strict=True):
+        scores = {result["label"]: result["score"] for result in row}
+        assert [scores["neg"], scores["pos"]] == pytest.approx(probabilities.tolist(), abs=1e-5)
+
+
+def test_explicit_onnx_runtime_fails_the_models_that_do_not_export(models_dir):
+    engine = Engine(ServingConfig(models_dir=str(models_dir), device="cpu", classifier_backend="onnxruntime"))
+    engine.load()
+    try:
+        assert "sentiment-lstm" in engine.failures and "sentiment-lstm" not in engine.models
+        assert engine.models["sentiment-bert"].describe()["backend"] == "onnxruntime"
+    finally:
+        engine.close()

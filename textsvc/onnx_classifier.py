@@ -1,0 +1,83 @@
+"""A classifier exported with `torch.onnx` and run by ONNX Runtime: the CPU's fastest measured path for classifiers.
+
+On the 2-core CPU, all-MiniLM-L6-v2 classified one text at a time at 160 texts/s through ONNX Runtime against
+110 to 160 in torch bf16 and 92 to 110 in torch float32 (scripts/bench_serving.py measures it again in every run).
+The export is made once per weights file and kept under textsvc's home, keyed by the hash of the weights, the config
+and the versions that made it; a file there is complete, as it appears in one rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+
+log = logging.getLogger(__name__)
+INPUT_NAMES = ("input_ids", "attention_mask")  # what LoadedClassifier.logits feeds any classifier
+
+
+def onnx_runtime_available() -> bool:
+    """Whether ONNX Runtime and the exporter's packages are installed."""
+    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx", "onnxscript"))
+
+
+def export_key(model_dir: Path) -> str:
+    """The export's name: a hash of the weights, the config, and the torch and ONNX Runtime versions."""
+    import onnxruntime
+
+    digest = hashlib.sha256(f"{torch.__version__} {onnxruntime.__version__}".encode())
+    for name in ("config.json", "model.safetensors"):
+        with open(model_dir / name, "rb") as handle:
+            while block := handle.read(1 << 22):
+                digest.update(block)
+    return digest.hexdigest()[:32]
+
+
+def export_classifier(model: PreTrainedModel, path: Path) -> Path:
+    """`model` as ONNX at `path` (made once: a file there is complete), batch and sequence axes dynamic."""
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sample = {"input_ids": torch.tensor([[5, 6, 7, 8], [5, 6, 0, 0]]),
+              "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])}  # a padded row, as batches have
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    with tempfile.TemporaryDirectory(dir=path.parent) as work:  # beside `path`: the rename stays on one disk
+        draft = Path(work) / path.name
+        with warnings.catch_warnings():  # the exporter warns about its own internals, which no user can act on
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model.eval(), (), str(draft), kwargs=sample, dynamo=True, external_data=False,
+                              input_names=list(INPUT_NAMES), output_names=["logits"], verbose=False,
+                              dynamic_shapes={name: {0: batch, 1: sequence} for name in INPUT_NAMES})
+        os.replace(draft, path)
+    return path
+
+
+class OnnxSession:
+    """An ONNX Runtime session over an exported classifier: `logits(input_ids, attention_mask)` in numpy."""
+
+    def __init__(self, path: Path, threads: int):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, num_labels) float32 logits for (B, T) id and mask rows."""
+        feed = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
+        return torch.from_numpy(np.asarray(self.session.run(["logits"], feed)[0], dtype=np.float32))
+
+
+def onnx_session(model: PreTrainedModel, model_dir: Path, cache_dir: Path) -> OnnxSession:
+    """A session over `model`'s export in `cache_dir` (exported first if missing), one thread per torch thread."""
+    path = export_classifier(model, cache_dir / export_key(model_dir) / "model.onnx")
+    return OnnxSession(path, torch.get_num_threads())
