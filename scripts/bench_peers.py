@@ -96,11 +96,20 @@ def hf_generate(model_dir: str, prompts: list[str], max_new_tokens: int, batch_s
     return tokens / (time.perf_counter() - started)
 
 
+# ggml's repacked (AMX) weight buffers and its flash attention die with a general protection fault (ldtilecfg) on
+# these CPUs, which report AMX tiles the kernel has not granted the process: both are turned off, as a user must
 LLAMA_RUN = """
 import json, sys, time
+import llama_cpp.llama_cpp as bindings
 from llama_cpp import Llama
+defaults = bindings.llama_model_default_params
+def without_repacking():
+    params = defaults()
+    params.use_extra_bufts = False  # Llama() has no argument for it
+    return params
+bindings.llama_model_default_params = without_repacking  # what Llama() calls
 gguf, threads, max_tokens, prompts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
-llm = Llama(model_path=gguf, n_threads=threads, n_ctx=2048, verbose=False)
+llm = Llama(model_path=gguf, n_threads=threads, n_ctx=2048, verbose=False, flash_attn=False)
 settings = dict(max_tokens=max_tokens, temperature=0.0, repeat_penalty=1.0)  # its default penalty is 1.1
 llm.create_completion(prompts[0], **settings)
 started, tokens = time.perf_counter(), 0
@@ -113,7 +122,7 @@ print(tokens / (time.perf_counter() - started))
 def llama_in_process(gguf_file: str, prompts: list[str], max_new_tokens: int, threads: int) -> float | None:
     """Output tokens per second of llama-cpp-python's greedy completion, one prompt at a time (None if absent).
 
-    It runs in a process of its own: beside torch and ONNX Runtime in one process, llama.cpp crashed here."""
+    It runs in a process of its own, so that a crash of llama.cpp (see LLAMA_RUN) cannot end the benchmark."""
     if importlib.util.find_spec("llama_cpp") is None:
         return None
     done = subprocess.run([sys.executable, "-c", LLAMA_RUN, gguf_file, str(threads), str(max_new_tokens),
@@ -131,5 +140,6 @@ def start_llama_server(gguf_file: str, port: int, parallel: int, threads: int) -
     binary = llama_server_binary()
     return subprocess.Popen([binary, "-m", gguf_file, "--host", "127.0.0.1", "--port", str(port),
                              "--parallel", str(parallel), "--cont-batching", "--threads", str(threads),
-                             "--ctx-size", str(512 * parallel), "--no-webui"],
+                             "--ctx-size", str(512 * parallel), "--no-webui",
+                             "--no-repack", "--flash-attn", "off"],  # see LLAMA_RUN
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

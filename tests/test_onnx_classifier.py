@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from textsvc.config.serving import ServingConfig, textsvc_home
-from textsvc.devices import pick_classifier_backend
+from textsvc.devices import cpu_has_native_bf16, pick_classifier_backend
 from textsvc.errors import ConfigError
 from textsvc.loading import classify_logits, load_classifier
 from textsvc.onnx_classifier import export_key, onnx_session
@@ -23,7 +23,7 @@ def test_onnx_logits_equal_torch_logits_on_padded_batches(transformer_dir):
     loaded = load_classifier(transformer_dir, "cpu")
     expected = classify_logits(loaded, TEXTS)
     loaded.session = onnx_session(loaded.model, transformer_dir, CACHE)
-    assert loaded.backend == "onnxruntime"
+    assert loaded.backends == {"single_text": "onnxruntime", "batches": "onnxruntime"}  # a float32 model
     assert torch.allclose(classify_logits(loaded, TEXTS), expected, atol=1e-4)
     assert torch.allclose(classify_logits(loaded, TEXTS[1:2]), expected[1:2], atol=1e-4)  # a batch of one
 
@@ -56,8 +56,9 @@ def test_engine_serves_transformers_through_onnx_and_the_lstm_through_torch(mode
     engine = Engine(ServingConfig(models_dir=str(models_dir), device="cpu", dtype="float32"))
     engine.load()
     try:
-        assert engine.models["sentiment-bert"].describe()["backend"] == "onnxruntime"
-        assert engine.models["sentiment-lstm"].describe()["backend"] == "torch"  # packed sequences do not export
+        assert set(engine.models["sentiment-bert"].describe()["backends"].values()) == {"onnxruntime"}
+        # packed sequences do not export
+        assert set(engine.models["sentiment-lstm"].describe()["backends"].values()) == {"torch"}
         served = engine.classify("sentiment-bert", TEXTS)
     finally:
         engine.close()
@@ -72,6 +73,23 @@ def test_explicit_onnx_runtime_fails_the_models_that_do_not_export(models_dir):
     engine.load()
     try:
         assert "sentiment-lstm" in engine.failures and "sentiment-lstm" not in engine.models
-        assert engine.models["sentiment-bert"].describe()["backend"] == "onnxruntime"
+        assert set(engine.models["sentiment-bert"].describe()["backends"].values()) == {"onnxruntime"}
     finally:
         engine.close()
+
+
+def test_auto_dtype_keeps_batches_in_torch_where_the_cpu_runs_bf16(models_dir):
+    engine = Engine(ServingConfig(models_dir=str(models_dir), device="cpu", dtype="auto"))
+    engine.load()
+    try:
+        described = engine.models["sentiment-bert"].describe()
+        batched = engine.classify("sentiment-bert", TEXTS)
+        alone = [engine.classify("sentiment-bert", [text])[0] for text in TEXTS]
+    finally:
+        engine.close()
+    native = cpu_has_native_bf16()
+    assert described["dtype"] == ("bfloat16" if native else "float32")
+    assert described["backends"] == {"single_text": "onnxruntime", "batches": "torch" if native else "onnxruntime"}
+    for together, apart in zip(batched, alone, strict=True):  # bf16 and float32 passes agree to bf16's precision
+        scores = {result["label"]: result["score"] for result in apart}
+        assert all(result["score"] == pytest.approx(scores[result["label"]], abs=0.02) for result in together)

@@ -35,9 +35,10 @@ class ServingConfig:
     dtype: str = setting("auto", "float32, bfloat16, float16, or auto: bfloat16 on GPUs that have it and on CPUs "
                                  "with AVX-512 BF16 or AMX, else float32")
     classifier_backend: str = setting("auto", "what runs the classifiers' forward passes: torch, onnxruntime (the "
-                                              "CPU only, float32, from an export kept under --home), or auto: "
-                                              "onnxruntime on the CPU when installed and dtype is auto or float32, "
-                                              "for the models it can export, else torch")
+                                              "CPU only, float32, from an export kept under --home), or auto: on "
+                                              "the CPU, when dtype is auto or float32, onnxruntime for lone texts "
+                                              "and torch in dtype for batches (onnxruntime too if that is "
+                                              "float32), for the models that export; else torch")
     host: str = setting("127.0.0.1", "address to listen on")
     port: int = setting(8000, "port to listen on")
     threads: int | None = setting(None, "HTTP worker threads, streams included (default: enough for every seat the "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -10,8 +11,6 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
 
 from textsvc.cards.common import read_card_metadata
 from textsvc.config.sampling import SamplingConfig
@@ -36,7 +35,18 @@ from textsvc.serving.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 RETIRE_AFTER_S = 2.0
-ACTIVATIONS = {"softmax": lambda logits: logits.softmax(-1), "sigmoid": torch.sigmoid, "none": lambda logits: logits}
+
+
+def _softmax(row: list[float]) -> list[float]:
+    top = max(row)
+    exps = [math.exp(value - top) for value in row]
+    total = sum(exps)
+    return [value / total for value in exps]
+
+
+# on a handful of floats per text, in the request thread: plain Python costs a fraction of a torch call there
+ACTIVATIONS = {"softmax": _softmax, "sigmoid": lambda row: [0.5 + 0.5 * math.tanh(value / 2) for value in row],
+               "none": list}
 
 
 def discover_models(models_dir: str | Path | None) -> dict[str, Path]:
@@ -79,7 +89,7 @@ class ServedClassifier:
         config = self.loaded.model.config
         return {"name": self.name, "kind": self.kind, "task": "text-classification",
                 **model_facts(self.loaded.model, self.loaded.device),
-                "backend": self.loaded.backend, "labels": self.loaded.label_names,
+                "backends": self.loaded.backends, "labels": self.loaded.label_names,
                 "problem_type": config.problem_type or "single_label_classification",
                 "max_input_tokens": self.loaded.max_length}
 
@@ -211,26 +221,28 @@ class Engine:
         loaded = load_classifier(path, str(device), "float32" if backend == "onnxruntime" else self.config.dtype)
         if backend == "onnxruntime":
             loaded.session = self._onnx_session(name, path, loaded)
+            if self.config.classifier_backend == "auto":  # batches stay in torch, in `dtype` (see runs_on_onnx)
+                loaded.model.to(pick_dtype(self.config.dtype, device))
         served, run, hooks = ServedClassifier(name, path, loaded), runner_for(device), self.telemetry.worker_hooks(name)
         served.batcher = DynamicBatcher(
-            lambda ids: list(run(loaded.logits, ids)), max_batch_size=self.config.max_batch_size,  # B x (num_labels,)
+            lambda ids: run(loaded.logits, ids).tolist(), max_batch_size=self.config.max_batch_size,  # B x num_labels
             max_wait_ms=self.config.max_wait_ms, max_batch_tokens=self.config.max_batch_tokens, length=len,
             max_queue_size=self.config.max_queue_size, name=name,
             retry_after_s=self.config.retry_after_s, on_batch=hooks["on_batch"], on_depth=hooks["on_depth"])
-        if self.config.warmup:
+        if self.config.warmup:  # a lone text and a batch: they may run on different backends
             run(loaded.logits, loaded.encode(["warm up"]))
+            run(loaded.logits, loaded.encode(["warm up", "a batch of two"]))
         return served
 
     def _onnx_session(self, name: str, path: Path, loaded: LoadedClassifier) -> OnnxSession | None:
-        """ONNX Runtime over the model's export; under `auto`, None (torch serves it, in `dtype`) when the model
-        does not export (the LSTM's packed sequences do not)."""
+        """ONNX Runtime over the model's export; under `auto`, None (torch serves it) when the model does not
+        export (the LSTM's packed sequences do not)."""
         try:
             return onnx_session(loaded.model, path, textsvc_home(self.config.home) / "onnx")
         except Exception:
             if self.config.classifier_backend == "onnxruntime":
                 raise
             log.warning("%s does not export to ONNX; torch serves it", name, exc_info=log.isEnabledFor(logging.DEBUG))
-            loaded.model.to(pick_dtype(self.config.dtype, loaded.device))
             return None
 
     def close(self) -> None:
@@ -278,8 +290,8 @@ class Engine:
         labels, scores = served.loaded.label_names, ACTIVATIONS[activation]
         results = []
         for future in futures:
-            logits = _result(future, deadline)  # (num_labels,)
-            ranked = sorted(zip(labels, scores(logits).tolist()), key=lambda pair: -pair[1])
+            logits = _result(future, deadline)  # num_labels floats
+            ranked = sorted(zip(labels, scores(logits)), key=lambda pair: -pair[1])
             results.append([{"label": label, "score": score} for label, score in ranked[:top_k]])
         if timing is not None:
             timing.update(tokens=sum(map(len, ids)), started=min(getattr(f, "started", 0.0) for f in futures))
