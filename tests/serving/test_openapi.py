@@ -60,7 +60,7 @@ def test_bounds_defaults_and_enums_come_from_the_fields(document):
 def test_error_codes_are_the_registry(document):
     enum = document["components"]["schemas"]["ErrorCode"]["enum"]
     assert enum == [code.value for code in ErrorCode if code.surface == HTTP]
-    tgi = document["components"]["schemas"]["Error"]["oneOf"][1]["properties"]["error_type"]["enum"]
+    tgi = document["components"]["schemas"]["TgiError"]["properties"]["error_type"]["enum"]
     assert tgi == ["generation", "overloaded", "unauthorized", "validation"]
 
 
