@@ -4,7 +4,7 @@ Starts `textsvc serve` (default: the default models), measures /classify capacit
 clients), drives `--factor` times that rate as open-loop Poisson arrivals for `--overload_s`, then half the capacity
 for `--normal_s`. Prints, per phase: answers by status, error rate, latency p50/p90/p99 (of all answers, and of the
 503s), how many 503s lacked Retry-After, and the server's RSS. Exits 1 when a 503 lacked Retry-After, an answer was
-neither 200 nor 503, a 503 took over `--quick_s`, or the normal phase had any error.
+neither 200 nor 503, none was a 503, a 503 took over `--quick_s` (p99), or the normal phase had any error.
 
     python scripts/overload_serving.py                   # the default models, 60 s at 4x
     python scripts/overload_serving.py --models_dir models --overload_s 20
@@ -74,7 +74,8 @@ def main() -> None:
         serving_process.stop(process)
     print(json.dumps(report, indent=1))
     overload, normal = report["overload"], report["normal"]
-    problems = [overload["503_without_retry_after"] and "a 503 without Retry-After",
+    problems = ["503" not in overload["statuses"] and "no 503 past capacity",
+                overload["503_without_retry_after"] and "a 503 without Retry-After",
                 set(overload["statuses"]) - {"200", "503"} and f"overload answers {overload['statuses']}",
                 (overload["latency_503_p99_s"] or 0) > args.quick_s and "slow 503s",
                 normal["error_rate"] and f"errors after the overload: {normal['statuses']}"]
