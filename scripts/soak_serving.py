@@ -94,10 +94,9 @@ def main() -> None:
     finally:
         serving_process.stop(process)
     errors = Counter(o.error.split(":")[0][:80] for o in outcomes if o.error)
-    report = {"duration_s": round(wall, 1), "requests": len(outcomes), "by_kind": dict(kinds),
-              "unexpected_errors": sum(errors.values()), "errors": dict(errors), "in_flight_after": left,
-              "rss_after_warmup_mib": round(start_rss, 1), "rss_end_mib": round(end_rss, 1),
-              "rss_growth": round(end_rss / start_rss - 1, 4), **load.summarize(outcomes, wall)}
+    report = {**load.summarize(outcomes, wall), "by_kind": dict(kinds), "unexpected_errors": sum(errors.values()),
+              "error_kinds": dict(errors), "in_flight_after": left, "rss_after_warmup_mib": round(start_rss, 1),
+              "rss_end_mib": round(end_rss, 1), "rss_growth": round(end_rss / start_rss - 1, 4)}
     print(json.dumps(report, indent=1))
     problems = [report["unexpected_errors"] and "unexpected errors", left and "requests left in flight",
                 report["rss_growth"] >= args.max_growth and "RSS grew"]
