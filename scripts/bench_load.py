@@ -121,21 +121,24 @@ def closed_loop(send: Callable[[int], Outcome], clients: int, requests: int, sto
 
 def open_loop(send: Callable[[int], Outcome], rate_per_s: float, requests: int, seed: int = 0
               ) -> tuple[list[Outcome], float]:
-    """`requests` requests arriving as a Poisson process of `rate_per_s`, each on its own thread."""
-    rng, outcomes, lock = random.Random(seed), [], threading.Lock()
+    """`requests` requests arriving as a Poisson process of `rate_per_s`, each on its own thread, started at its
+    arrival (so that only the requests in flight hold a thread, however long the run)."""
+    rng, outcomes, lock, threads = random.Random(seed), [], threading.Lock(), []
 
-    def one(index: int, delay_s: float) -> None:
-        time.sleep(delay_s)
+    def one(index: int) -> None:
         outcome = send(index)
         with lock:
             outcomes.append(outcome)
 
-    arrival, threads = 0.0, []
+    started = arrival = time.perf_counter()
     for index in range(requests):
         arrival += rng.expovariate(rate_per_s)
-        threads.append(threading.Thread(target=one, args=(index, arrival)))
-    wall = _run_threads(threads)
-    return outcomes, wall
+        time.sleep(max(0.0, arrival - time.perf_counter()))
+        threads.append(threading.Thread(target=one, args=(index,)))
+        threads[-1].start()
+    for thread in threads:
+        thread.join()
+    return outcomes, time.perf_counter() - started
 
 
 def _run_threads(threads: list[threading.Thread]) -> float:
