@@ -198,9 +198,9 @@ def openapi_document(config: ServingConfig | None = None) -> dict:
     for path, route in routes.items():
         for method, operation in route.items():
             _add_errors(path, method, operation)
-            operation.setdefault("parameters", []).extend(
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                for name in re.findall(r"{(\w+)}", path))
+            if names := re.findall(r"{(\w+)}", path):
+                operation.setdefault("parameters", []).extend(
+                    {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in names)
             if "requestBody" in operation:  # a dataclass of requests.py or chat_requests.py, or one of the above
                 name = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
                 if name in BODIES:
