@@ -1,10 +1,11 @@
 """Overload: past its capacity the server must answer quick 503s with Retry-After, and afterwards recover fully.
 
 Starts `textsvc serve` (default: the default models), measures /classify capacity in a closed loop (`--clients`
-clients), drives `--factor` times that rate as open-loop Poisson arrivals for `--overload_s`, then half the capacity
-for `--normal_s`. Prints, per phase: answers by status, error rate, latency p50/p90/p99 (of all answers, and of the
-503s), how many 503s lacked Retry-After, and the server's RSS. Exits 1 when a 503 lacked Retry-After, an answer was
-neither 200 nor 503, none was a 503, a 503 took over `--quick_s` (p99), or the normal phase had any error.
+clients for `--capacity_s`), drives `--factor` times that rate as open-loop Poisson arrivals for `--overload_s`,
+then half the capacity for `--normal_s`. Prints, per phase: answers by status, error rate, latency p50/p90/p99 (of
+all answers, and of the 503s), how many 503s lacked Retry-After, and the server's RSS. Exits 1 when a 503 lacked
+Retry-After, an answer was neither 200 nor 503, none was a 503, a 503 took over `--quick_s` (p99), or the normal
+phase had any error.
 
     python scripts/overload_serving.py                   # the default models, 60 s at 4x
     python scripts/overload_serving.py --models_dir models --overload_s 20
@@ -27,7 +28,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models_dir", default=str(serving_process.DEFAULT_MODELS))
     parser.add_argument("--clients", type=int, default=8, help="closed-loop clients that measure capacity")
-    parser.add_argument("--capacity_requests", type=int, default=200)
+    parser.add_argument("--capacity_s", type=float, default=15.0, help="seconds of the closed loop that measures it")
     parser.add_argument("--factor", type=float, default=4.0, help="overload rate, in multiples of capacity")
     parser.add_argument("--overload_s", type=float, default=60.0)
     parser.add_argument("--normal_s", type=float, default=30.0, help="seconds at half the capacity, afterwards")
@@ -61,12 +62,14 @@ def main() -> None:
                    args.timeout_s)
     try:
         load.closed_loop(send, args.clients, args.clients * 2)  # warm-up
-        outcomes, wall = load.closed_loop(send, args.clients, args.capacity_requests)
+        outcomes, wall = load.closed_loop(send, args.clients, 10**9, stop_after_s=args.capacity_s)  # ends by time
         capacity = load.summarize(outcomes, wall)["requests_per_s"]
         report = {"capacity_requests_per_s": round(capacity, 2), "capacity": phase(outcomes, wall, process.pid)}
+        print(json.dumps(report), flush=True)  # as it goes: a long run's figures survive its end
         rate = args.factor * capacity
         outcomes, wall = load.open_loop(send, rate, int(rate * args.overload_s), seed=1)
         report["overload"] = {"rate_per_s": round(rate, 2), **phase(outcomes, wall, process.pid)}
+        print(json.dumps(report["overload"]), flush=True)
         rate = capacity / 2
         outcomes, wall = load.open_loop(send, rate, int(rate * args.normal_s), seed=2)
         report["normal"] = {"rate_per_s": round(rate, 2), **phase(outcomes, wall, process.pid)}

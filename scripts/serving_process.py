@@ -38,6 +38,8 @@ def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 600) -> N
 def memory_mib(pid: int) -> dict:
     """Resident and peak resident memory of a process, from /proc (Linux)."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    if "VmRSS" not in fields:
+        raise SystemExit(f"process {pid} has exited")  # a zombie keeps its status file, without memory lines
     return {key: int(fields[name].split()[0]) / 1024 for key, name in (("rss_mib", "VmRSS"), ("peak_rss_mib", "VmHWM"))}
 
 
