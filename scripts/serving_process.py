@@ -83,12 +83,17 @@ def train_tiny_models(root: Path) -> Path:
                                      encoding="utf-8")
     models = root / "models"
     cli = [sys.executable, "-m", "textsvc.cli"]
-    subprocess.run([*cli, "train-classifier", "--train_file", str(root / "train.csv"), "--arch", "lstm",
-                    "--vocab_size", "200", "--embedding_dim", "16", "--hidden_size", "16", "--max_seq_length", "32",
-                    "--num_train_epochs", "3", "--disable_tqdm", "--output_dir", str(models / "tiny-classifier")],
-                   check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([*cli, "train-generator", "--train_file", str(root / "corpus.txt"), "--arch", "transformer",
-                    "--vocab_size", "300", "--hidden_size", "32", "--num_layers", "2", "--num_attention_heads", "2",
-                    "--block_size", "32", "--max_steps", "20", "--disable_tqdm",
-                    "--output_dir", str(models / "tiny-gpt")], check=True, stdout=subprocess.DEVNULL)
+    _quietly([*cli, "train-classifier", "--train_file", str(root / "train.csv"), "--arch", "lstm",
+              "--vocab_size", "200", "--embedding_dim", "16", "--hidden_size", "16", "--max_seq_length", "32",
+              "--num_train_epochs", "3", "--disable_tqdm", "--output_dir", str(models / "tiny-classifier")])
+    _quietly([*cli, "train-generator", "--train_file", str(root / "corpus.txt"), "--arch", "transformer",
+              "--vocab_size", "300", "--hidden_size", "32", "--num_layers", "2", "--num_attention_heads", "2",
+              "--block_size", "32", "--max_steps", "20", "--disable_tqdm", "--output_dir", str(models / "tiny-gpt")])
     return models
+
+
+def _quietly(command: list[str]) -> None:
+    """Run `command`; its output only if it fails."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(command[:4])} failed:\n{done.stdout[-2000:]}{done.stderr[-4000:]}")
