@@ -51,7 +51,7 @@ def test_the_fuzzed_document_is_the_served_one(fuzzed_url):
 
 
 @schema.parametrize()
-@hypothesis.settings(max_examples=12, deadline=None, database=None, derandomize=True,
+@hypothesis.settings(max_examples=8, deadline=None, database=None, derandomize=True,
                      suppress_health_check=list(hypothesis.HealthCheck))
 def test_every_answer_is_documented(case, fuzzed_url):
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"} if case.operation.path.startswith("/admin/") else None

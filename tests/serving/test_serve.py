@@ -50,8 +50,14 @@ def running_server(models_dir, *flags: str, env: dict | None = None) -> Iterator
         yield url, process
     finally:
         process.terminate()
-        process.wait(timeout=10)
-        log.close()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a starved machine: never leave it running for the next tests
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            log.close()
 
 
 @pytest.fixture(scope="module")
