@@ -13,6 +13,7 @@ import random
 import statistics
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ class Outcome:
     output_tokens: int = 0
     texts: int = 0  # texts classified by the request
     error: str | None = None
+    status: int | None = None  # the HTTP status; None when no answer came (a refused or broken connection)
+    retry_after: str | None = None  # the Retry-After header of a refusal
 
 
 def post_json(url: str, body: dict, timeout_s: float = 600.0) -> dict:
@@ -37,14 +40,21 @@ def post_json(url: str, body: dict, timeout_s: float = 600.0) -> dict:
         return json.loads(response.read())
 
 
-def classify_once(url: str, texts: list[str]) -> Outcome:
+def failed(started: float, error: Exception) -> Outcome:
+    """A failed request's outcome: a figure too, not the end of the run; an HTTP refusal keeps its status."""
+    status = error.code if isinstance(error, urllib.error.HTTPError) else None
+    retry_after = error.headers.get("Retry-After") if isinstance(error, urllib.error.HTTPError) else None
+    return Outcome(time.perf_counter() - started, error=repr(error), status=status, retry_after=retry_after)
+
+
+def classify_once(url: str, texts: list[str], timeout_s: float = 600.0) -> Outcome:
     """One /classify request (textsvc's shape); its latency."""
     started = time.perf_counter()
     try:
-        post_json(url, {"inputs": texts if len(texts) > 1 else texts[0]})
-    except Exception as error:  # a failed request is a figure too, not the end of the run
-        return Outcome(time.perf_counter() - started, error=repr(error))
-    return Outcome(time.perf_counter() - started, texts=len(texts))
+        post_json(url, {"inputs": texts if len(texts) > 1 else texts[0]}, timeout_s)
+    except Exception as error:
+        return failed(started, error)
+    return Outcome(time.perf_counter() - started, texts=len(texts), status=200)
 
 
 def get_once(url: str) -> Outcome:
@@ -54,12 +64,13 @@ def get_once(url: str) -> Outcome:
         with urllib.request.urlopen(url, timeout=60) as response:
             response.read()
     except Exception as error:
-        return Outcome(time.perf_counter() - started, error=repr(error))
-    return Outcome(time.perf_counter() - started)
+        return failed(started, error)
+    return Outcome(time.perf_counter() - started, status=200)
 
 
-def stream_completion(url: str, body: dict) -> Outcome:
-    """One streamed OpenAI `/v1/completions` request; the arrival time of every content piece."""
+def stream_completion(url: str, body: dict, hang_up_after: int | None = None) -> Outcome:
+    """One streamed OpenAI `/v1/completions` request; the arrival time of every content piece. With
+    `hang_up_after`, the client disconnects after that many pieces (what a closed browser tab does)."""
     started = time.perf_counter()
     arrivals, usage = [], None
     request = urllib.request.Request(url, data=json.dumps({**body, "stream": True}).encode(),
@@ -68,31 +79,37 @@ def stream_completion(url: str, body: dict) -> Outcome:
         with urllib.request.urlopen(request, timeout=600) as response:
             for raw in response:
                 line = raw.decode().strip()
-                if not line.startswith("data:") or line == "data: [DONE]":
-                    continue
-                chunk = json.loads(line[5:])
-                usage = chunk.get("usage") or usage
-                if any(choice.get("text") for choice in chunk.get("choices") or ()):
-                    arrivals.append(time.perf_counter())
+                if line.startswith("data:") and line != "data: [DONE]":
+                    chunk = json.loads(line[5:])
+                    if "error" in chunk:  # an error after the stream began: its last event
+                        raise RuntimeError(f"stream error event: {chunk['error']}")
+                    usage = chunk.get("usage") or usage
+                    if any(choice.get("text") for choice in chunk.get("choices") or ()):
+                        arrivals.append(time.perf_counter())
+                if hang_up_after is not None and len(arrivals) >= hang_up_after:
+                    break
     except Exception as error:
-        return Outcome(time.perf_counter() - started, error=repr(error))
+        return failed(started, error)
     latency = time.perf_counter() - started
     tokens = (usage or {}).get("completion_tokens") or len(arrivals)
     if not arrivals:
-        return Outcome(latency, output_tokens=tokens)
+        return Outcome(latency, output_tokens=tokens, status=200)
     return Outcome(latency, ttft_s=arrivals[0] - started, gaps_s=[b - a for a, b in zip(arrivals, arrivals[1:])],
-                   output_tokens=tokens)
+                   output_tokens=tokens, status=200)
 
 
-def closed_loop(send: Callable[[int], Outcome], clients: int, requests: int) -> tuple[list[Outcome], float]:
-    """`clients` threads share `requests` requests, each sending the next when answered; outcomes and wall time."""
+def closed_loop(send: Callable[[int], Outcome], clients: int, requests: int, stop_after_s: float | None = None
+                ) -> tuple[list[Outcome], float]:
+    """`clients` threads share `requests` requests, each sending the next when answered (and none after
+    `stop_after_s`, when given); outcomes and wall time."""
     counter, lock, outcomes = iter(range(requests)), threading.Lock(), []
+    deadline = time.perf_counter() + stop_after_s if stop_after_s is not None else float("inf")
 
     def client() -> None:
         while True:
             with lock:
                 index = next(counter, None)
-            if index is None:
+            if index is None or time.perf_counter() > deadline:
                 return
             outcome = send(index)
             with lock:
@@ -104,21 +121,24 @@ def closed_loop(send: Callable[[int], Outcome], clients: int, requests: int) -> 
 
 def open_loop(send: Callable[[int], Outcome], rate_per_s: float, requests: int, seed: int = 0
               ) -> tuple[list[Outcome], float]:
-    """`requests` requests arriving as a Poisson process of `rate_per_s`, each on its own thread."""
-    rng, outcomes, lock = random.Random(seed), [], threading.Lock()
+    """`requests` requests arriving as a Poisson process of `rate_per_s`, each on its own thread, started at its
+    arrival (so that only the requests in flight hold a thread, however long the run)."""
+    rng, outcomes, lock, threads = random.Random(seed), [], threading.Lock(), []
 
-    def one(index: int, delay_s: float) -> None:
-        time.sleep(delay_s)
+    def one(index: int) -> None:
         outcome = send(index)
         with lock:
             outcomes.append(outcome)
 
-    arrival, threads = 0.0, []
+    started = arrival = time.perf_counter()
     for index in range(requests):
         arrival += rng.expovariate(rate_per_s)
-        threads.append(threading.Thread(target=one, args=(index, arrival)))
-    wall = _run_threads(threads)
-    return outcomes, wall
+        time.sleep(max(0.0, arrival - time.perf_counter()))
+        threads.append(threading.Thread(target=one, args=(index,)))
+        threads[-1].start()
+    for thread in threads:
+        thread.join()
+    return outcomes, time.perf_counter() - started
 
 
 def _run_threads(threads: list[threading.Thread]) -> float:

@@ -19,24 +19,23 @@ import argparse
 import csv
 import importlib.util
 import json
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import bench_load as load
 import bench_peers as peers
 import bench_report as report
+import serving_process as serving
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ag_news" / "train_sample.tsv"
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models_dir", default=str(Path.home() / ".cache" / "textsvc" / "models"),
+    parser.add_argument("--models_dir", default=str(serving.DEFAULT_MODELS),
                         help="folder of model directories to serve (default: the prepared default models)")
     parser.add_argument("--classifier", default="bbc-news-minilm", help="classifier's folder name")
     parser.add_argument("--generator", default="smollm2-135m", help="generator's folder name")
@@ -64,40 +63,8 @@ def read_texts(path: str, count: int) -> list[str]:
         return [row[0] for _, row in zip(range(count), rows) if row and row[0].strip()]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 600) -> None:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit(f"{url} not ready after {timeout_s} s")
-
-
-def memory_mib(pid: int) -> dict:
-    """Resident and peak resident memory of a process, from /proc (Linux)."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return {key: int(fields[name].split()[0]) / 1024 for key, name in (("rss_mib", "VmRSS"), ("peak_rss_mib", "VmHWM"))}
-
-
 def start_textsvc(args: argparse.Namespace) -> tuple[str, subprocess.Popen]:
-    port = free_port()
-    command = [sys.executable, "-m", "textsvc.cli", "serve", "--models_dir", args.models_dir, "--port", str(port),
-               *[flag for pair in args.serve_flag for flag in pair.split(" ", 1)]]
-    log = open(Path(tempfile.gettempdir()) / f"textsvc-bench-{port}.log", "wb")  # its access log: a pipe would fill
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    wait_ready(base + "/ready", process)
-    return base, process
+    return serving.start_textsvc(args.models_dir, [flag for pair in args.serve_flag for flag in pair.split(" ", 1)])
 
 
 def classify_round(base: str, args, texts: list[str], skip: set[str], work_dir: Path) -> dict:
@@ -154,13 +121,13 @@ def _streams(base: str, body: dict, prompts: list[str], streams: int) -> dict:
 
 
 def _llama_server(gguf: str, args, prompts: list[str], levels: list[int]) -> dict:
-    port = free_port()
+    port = serving.free_port()
     process = peers.start_llama_server(gguf, port, max(levels), args.threads)
     try:
-        wait_ready(f"http://127.0.0.1:{port}/health", process)
+        serving.wait_ready(f"http://127.0.0.1:{port}/health", process)
         body = {"max_tokens": args.max_new_tokens, "temperature": 0, "repeat_penalty": 1.0}
         figures = {f"llama_server_streams_{s}": _streams(f"http://127.0.0.1:{port}", body, prompts, s) for s in levels}
-        figures["llama_server_memory"] = memory_mib(process.pid)
+        figures["llama_server_memory"] = serving.memory_mib(process.pid)
         return figures
     finally:
         process.terminate()
@@ -190,7 +157,7 @@ def main() -> None:
                 started = time.perf_counter()
                 figures = {**classify_round(base, args, texts, skip, Path(work)),
                            **generate_round(base, args, prompts, skip, gguf)}
-                figures["textsvc_memory"] = memory_mib(server.pid)
+                figures["textsvc_memory"] = serving.memory_mib(server.pid)
                 rounds.append(figures)
                 (Path(args.output_dir) / "rounds.partial.json").parent.mkdir(parents=True, exist_ok=True)
                 (Path(args.output_dir) / "rounds.partial.json").write_text(json.dumps(rounds))

@@ -44,7 +44,8 @@ class ErrorCode(StrEnum):
     DEADLINE_EXCEEDED = ("deadline_exceeded", 504, HTTP,
                          "the request ran past `request_timeout_s`; its generation was cancelled")
     OVERLOADED = ("overloaded", 503, HTTP,
-                  "the model's queue is full, or the service is stopping; retry after `Retry-After` seconds")
+                  "the model's queue is full, every request thread but the spare ones is busy, or the service is "
+                  "stopping; retry after `Retry-After` seconds")
     NOT_READY = "not_ready", 503, HTTP, "the models are still loading"
     LOAD_FAILED = ("load_failed", 503, HTTP,
                    "the model failed to load (`/ready` and `/models` say why); the others serve")

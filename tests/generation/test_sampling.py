@@ -14,6 +14,7 @@ from textsvc.config.common import build_configs
 from textsvc.config.sampling import SamplingConfig
 from textsvc.errors import ConfigError
 from textsvc.generation.loop import generate, stream
+from textsvc.generation.sampling import Sampler
 from textsvc.loading import load_generator
 
 PROMPT = "the old man"
@@ -33,6 +34,14 @@ def test_top_k_1_equals_greedy(loaded):
     assert greedy.seed is None
     for seed in (0, 1):
         assert run(loaded, top_k=1, temperature=1.5, seed=seed, max_new_tokens=30).token_ids == greedy.token_ids
+
+
+@pytest.mark.parametrize("logits", [[2.0, 5.0, -1.0], [-7.0, -3.0, -9.0]], ids=["positive", "negative"])
+def test_a_tiny_temperature_samples_the_argmax_not_nan(logits):
+    # 5 / 1e-200 overflows to inf, and softmax(inf, inf) is NaN: fuzzing /v1/completions found it as a 500
+    for seed in range(3):
+        sampler = Sampler(SamplingConfig(temperature=1e-200, seed=seed), torch.device("cpu"))
+        assert sampler.pick([0], torch.tensor([logits])) == 1
 
 
 def test_fixed_seed_repeats_and_other_seeds_differ(loaded):

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from textsvc.cli import main
+from textsvc.config.serving import ServingConfig, http_threads, max_in_flight
 from textsvc.serving.api import create_app
 from textsvc.serving.auth import KeyRing, hash_key
 
@@ -138,6 +139,20 @@ def test_concurrent_requests_per_key_are_capped(broken_models):
     assert client.post("/generate", json=body, headers={"Authorization": "Bearer other"}).status_code == 200
     first.close()
     assert client.post("/generate", json=body, headers=USER).status_code == 200
+    app.extensions["textsvc"].close()
+
+
+def test_requests_past_the_threads_to_spare_get_a_quick_503(broken_models):
+    config = ServingConfig(threads=2)  # one request in flight at once: a thread stays free for refusals and /health
+    assert max_in_flight(config) == 1 and max_in_flight(ServingConfig()) < http_threads(ServingConfig())
+    app, client = served(broken_models, threads=2)
+    body = {"inputs": "", "model": "tiny-lstm-lm", "parameters": {"max_new_tokens": 50}}
+    first = client.post("/generate_stream", json=body, buffered=False)  # holds its thread until closed
+    refused = client.post("/classify", json={"inputs": "good", "model": "sentiment-lstm"})
+    assert refused.status_code == 503 and refused.json["error"]["code"] == "overloaded"
+    assert refused.headers["Retry-After"] and client.get("/health").status_code == 200
+    first.close()
+    assert client.post("/classify", json={"inputs": "good", "model": "sentiment-lstm"}).status_code == 200
     app.extensions["textsvc"].close()
 
 

@@ -60,7 +60,7 @@ def test_bounds_defaults_and_enums_come_from_the_fields(document):
 def test_error_codes_are_the_registry(document):
     enum = document["components"]["schemas"]["ErrorCode"]["enum"]
     assert enum == [code.value for code in ErrorCode if code.surface == HTTP]
-    tgi = document["components"]["schemas"]["Error"]["oneOf"][1]["properties"]["error_type"]["enum"]
+    tgi = document["components"]["schemas"]["TgiError"]["properties"]["error_type"]["enum"]
     assert tgi == ["generation", "overloaded", "unauthorized", "validation"]
 
 
@@ -72,3 +72,20 @@ def test_routes_and_references(document):
         assert ref in document["components"]["schemas"], ref
     generate = document["paths"]["/generate"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert generate == {"$ref": "#/components/schemas/TgiRequest"}
+
+
+def test_each_route_documents_its_answers_in_its_own_error_shape(document):
+    paths = document["paths"]
+    shapes = {path: paths[path]["post"]["responses"]["400"]["content"]["application/json"]["schema"]["$ref"]
+              for path in ("/classify", "/generate", "/v1/completions", "/predict")}
+    assert {path: ref.rsplit("/", 1)[1] for path, ref in shapes.items()} == {
+        "/classify": "Error", "/generate": "TgiError", "/v1/completions": "OpenAIError", "/predict": "TgiError"}
+    classify = paths["/classify"]["post"]["responses"]
+    assert {"400", "401", "404", "413", "415", "429", "500", "503", "504"} <= set(classify)
+    assert "Retry-After" in classify["503"]["headers"] and "overloaded" in classify["503"]["description"]
+    assert classify["200"]["content"]["application/json"]["schema"]["type"] == "array"  # a list per text
+    assert set(paths["/v1/completions"]["post"]["responses"]["200"]["content"]) == {"application/json",
+                                                                                      "text/event-stream"}
+    assert set(paths["/generate_stream"]["post"]["responses"]["200"]["content"]) == {"text/event-stream"}
+    assert [p["name"] for p in paths["/models/{name}/files/{file}"]["get"]["parameters"]] == ["name", "file"]
+    assert not any("default" in op["responses"] for route in paths.values() for op in route.values())  # each status

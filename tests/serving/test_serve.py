@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -29,10 +30,10 @@ pytestmark = pytest.mark.slow
 def running_server(models_dir, *flags: str, env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """`textsvc serve` in a subprocess on a free port: (base URL, process) once /ready answers; stopped at the end."""
     port = free_port()
+    log = tempfile.TemporaryFile()  # not a pipe: one access-log line a request would fill it and block the server
     process = subprocess.Popen(
         [sys.executable, "-m", "textsvc.cli", "serve", "--models_dir", str(models_dir), "--port", str(port),
-         "--device", "cpu", *flags], env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT)
+         "--device", "cpu", *flags], env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
@@ -43,12 +44,20 @@ def running_server(models_dir, *flags: str, env: dict | None = None) -> Iterator
             time.sleep(0.2)
     if process.poll() is not None or time.monotonic() >= deadline:
         process.kill()
-        pytest.fail("textsvc serve did not become ready:\n" + process.stdout.read().decode(errors="replace"))
+        log.seek(0)
+        pytest.fail("textsvc serve did not become ready:\n" + log.read().decode(errors="replace"))
     try:
         yield url, process
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a starved machine: never leave it running for the next tests
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            log.close()
 
 
 @pytest.fixture(scope="module")

@@ -112,6 +112,14 @@ def http_threads(config: ServingConfig) -> int:
     return config.threads or 2 * config.max_generation_batch_size + config.max_batch_size + 8
 
 
+def max_in_flight(config: ServingConfig) -> int:
+    """Inference requests admitted at once: the HTTP threads less a few kept free. A request that finds every thread
+    busy waits, unseen, in waitress's queue for as long as the work ahead takes; with threads to spare, one past
+    the limit gets a quick 503 `overloaded` with Retry-After instead (and /health, /ready, /metrics still answer)."""
+    threads = http_threads(config)
+    return threads - min(8, max(1, threads // 8))
+
+
 def serving_env_values(environ: typing.Mapping[str, str] | None = None) -> dict[str, Any]:
     """ServingConfig fields set as TEXTSVC_<FIELD> environment variables, converted to the fields' types."""
     import os  # read here, at call time, never on import

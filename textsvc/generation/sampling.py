@@ -6,14 +6,28 @@ import random
 
 import torch
 from transformers import (
+    LogitsProcessor,
     LogitsProcessorList,
     RepetitionPenaltyLogitsProcessor,
-    TemperatureLogitsWarper,
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
 
 from textsvc.config.sampling import SamplingConfig
+
+
+class Temperature(LogitsProcessor):
+    """transformers' TemperatureLogitsWarper, safe for tiny temperatures: scores less their maximum, then divided, the
+    maximum kept at 0. Dividing raw scores by 1e-200 (0 in float32) overflows to inf and NaN, whose softmax fails
+    (fuzzing /v1/completions found it as a 500); shifted, the others fall to -inf at worst, so a tiny temperature
+    samples the argmax, its limit. Softmax, top-k and top-p are unchanged by the shift."""
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        shifted = scores - scores.max(dim=-1, keepdim=True).values
+        return torch.where(shifted == 0, shifted, shifted / self.temperature)
 
 
 def logits_processors(config: SamplingConfig) -> LogitsProcessorList:
@@ -23,7 +37,7 @@ def logits_processors(config: SamplingConfig) -> LogitsProcessorList:
         processors.append(RepetitionPenaltyLogitsProcessor(config.repetition_penalty))
     if not config.greedy:
         if config.temperature != 1.0:
-            processors.append(TemperatureLogitsWarper(config.temperature))
+            processors.append(Temperature(config.temperature))
         if config.top_k:
             processors.append(TopKLogitsWarper(config.top_k))
         if config.top_p < 1.0:

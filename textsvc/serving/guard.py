@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from flask import Flask, Response, current_app, g, request
 
-from textsvc.config.serving import ServingConfig
+from textsvc.config.serving import ServingConfig, max_in_flight
 from textsvc.errors import ErrorCode, RequestError
 from textsvc.serving.auth import KeyRing, bearer_token
 from textsvc.serving.lifecycle import Lifecycle
@@ -32,7 +32,7 @@ def install_guard(app: Flask, config: ServingConfig) -> Guard:
     """Build the app's Guard from `config` and keep it in `app.extensions`."""
     guard = Guard(KeyRing(config.api_keys, config.api_keys_file, "api_keys"),
                   KeyRing(config.admin_keys, config.admin_keys_file, "admin_keys"),
-                  Lifecycle(config.retry_after_s))
+                  Lifecycle(config.retry_after_s, max_in_flight(config)))
     app.extensions["textsvc.guard"] = guard
     return guard
 

@@ -28,12 +28,17 @@ def error_response(code: ErrorCode, message: str, field: str | None = None, stat
 
 
 def api_style() -> str:
-    """Whose error shape the route speaks: TGI's on its routes (and TEI's /predict), OpenAI's under /v1, textsvc's
+    """Whose error shape the request's route speaks (see `error_style`)."""
+    return error_style(request.path, request.method)
+
+
+def error_style(path: str, method: str) -> str:
+    """Whose error shape a route speaks: TGI's on its routes (and TEI's /predict), OpenAI's under /v1, textsvc's
     elsewhere."""
     # TEI's /predict errors share TGI's shape: `{"error": message, "error_type"}`
-    if request.path in TGI_PATHS or request.path == "/" and request.method == "POST":
+    if path in TGI_PATHS or path == "/" and method == "POST":
         return "tgi"
-    return "openai" if request.path.startswith("/v1/") else "textsvc"
+    return "openai" if path.startswith("/v1/") else "textsvc"
 
 
 def json_body() -> object:

@@ -13,8 +13,8 @@ from textsvc.errors import ErrorCode, OverloadedError
 class Lifecycle:
     """Inference requests in flight; once `stop` is called, none are admitted and `wait_idle` waits for the rest."""
 
-    def __init__(self, retry_after_s: int = 1):
-        self.retry_after_s = retry_after_s
+    def __init__(self, retry_after_s: int = 1, max_in_flight: int | None = None):
+        self.retry_after_s, self.max_in_flight = retry_after_s, max_in_flight
         self.stopping = False
         self._per_key: Counter[str] = Counter()
         self._in_flight = 0
@@ -22,11 +22,14 @@ class Lifecycle:
 
     def enter(self, key: str | None, limit: int) -> None:
         """Admit a request (of client `key`, at most `limit` at once per key, 0: any); `shutting_down` (503) once
-        stopping, `too_many_requests` (429) past the key's limit."""
+        stopping, `overloaded` (503) past `max_in_flight`, `too_many_requests` (429) past the key's limit."""
         with self._condition:
             if self.stopping:
                 raise OverloadedError("the server is shutting down; retry on another replica",
                                       code=ErrorCode.SHUTTING_DOWN, retry_after_s=self.retry_after_s)
+            if self.max_in_flight is not None and self._in_flight >= self.max_in_flight:
+                raise OverloadedError(f"{self._in_flight} requests are in flight, as many as the server's threads "
+                                      "allow; retry later", retry_after_s=self.retry_after_s)
             if key is not None and limit and self._per_key[key] >= limit:
                 raise OverloadedError(f"this key already has {limit} requests in flight",
                                       code=ErrorCode.TOO_MANY_REQUESTS, retry_after_s=self.retry_after_s)

@@ -87,12 +87,12 @@ def ready():
 
 @ops.get("/metrics")
 def metrics():
-    return Response(current_engine().telemetry.exposition(), mimetype=CONTENT_TYPE_LATEST)
+    return Response(current_engine().telemetry.exposition(), content_type=CONTENT_TYPE_LATEST)  # mimetype: 2 charsets
 
 
 @ops.get("/openapi.json")
 def openapi():
-    return jsonify(openapi_document())
+    return jsonify(openapi_document(current_engine().config))  # the caps of this server
 
 
 @models.get("/models")
