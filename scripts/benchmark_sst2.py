@@ -18,6 +18,7 @@ from pathlib import Path
 
 from benchmark_common import (
     MINILM,
+    SMOLLM2,
     add_run_flags,
     carve_sentence_validation,
     copy_card,
@@ -49,6 +50,11 @@ RUNS["minilm-self-trained"] = dict(model=RUNS["minilm"]["model"],
 # the LSTM with all-MiniLM-L6-v2's word embeddings and tokenizer (--embedding_init), on labels alone and distilled
 RUNS["lstm-minilm"] = dict(model={**RUNS["lstm"]["model"], "embedding_init": MINILM}, train=RUNS["lstm"]["train"])
 RUNS["lstm-minilm-distilled"] = dict(model=RUNS["lstm-minilm"]["model"], train=RUNS["lstm-distilled"]["train"])
+# the same with SmolLM2-135M-Instruct's input embeddings kept frozen, AG News's best LSTM (see the README)
+RUNS["lstm-smollm2-frozen"] = dict(model={**RUNS["lstm"]["model"], "embedding_init": SMOLLM2,
+                                          "freeze_embeddings": True}, train=RUNS["lstm"]["train"])
+RUNS["lstm-smollm2-frozen-distilled"] = dict(model=RUNS["lstm-smollm2-frozen"]["model"],
+                                             train=RUNS["lstm-distilled"]["train"])
 # a second round of self-training (Xie et al. 2020, "Noisy Student"): the same recipe, taught by --teacher_dirs,
 # which are meant to be the first round's models (averaged when several), over more transfer sentences
 RUNS["minilm-self-trained-2"] = RUNS["minilm-self-trained"]
@@ -56,7 +62,8 @@ TEACHER = "minilm"  # the default teacher of every run above that has a distilla
 CARD_NAMES = {"lstm": "sst2-lstm", "minilm": "sst2-minilm-l6", "lstm-distilled": "sst2-lstm-distilled",
               "minilm-self-trained": "sst2-minilm-l6-self-trained",
               "minilm-self-trained-2": "sst2-minilm-l6-self-trained-2", "lstm-minilm": "sst2-lstm-minilm",
-              "lstm-minilm-distilled": "sst2-lstm-minilm-distilled"}
+              "lstm-minilm-distilled": "sst2-lstm-minilm-distilled", "lstm-smollm2-frozen": "sst2-lstm-smollm2-frozen",
+              "lstm-smollm2-frozen-distilled": "sst2-lstm-smollm2-frozen-distilled"}
 
 
 def write_transfer_sentences(imdb_csv: Path, target: Path, count: int, seed: int = 0) -> Path:
