@@ -15,13 +15,14 @@ import csv
 import json
 from pathlib import Path
 
-from benchmark_common import MINILM, add_run_flags, copy_card, report, run_recipe, tfidf_baseline
+from benchmark_common import MINILM, SMOLLM2, add_run_flags, copy_card, report, run_recipe, tfidf_baseline
 
 TRAIN_SHARE = 0.9
 RUNS = {
     "lstm": {},  # every setting at textsvc's default: the recipe a user gets
     "lstm-minilm": {"model": {"embedding_init": MINILM}},
     "lstm-minilm-frozen": {"model": {"embedding_init": MINILM, "freeze_embeddings": True}},
+    "lstm-smollm2-frozen": {"model": {"embedding_init": SMOLLM2, "freeze_embeddings": True}},
 }
 CARD_NAMES = {name: f"agnews-{name}" for name in RUNS}
 

@@ -4,18 +4,47 @@ the results table, the summary file and the copied cards. Imported by the `bench
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import random
 import shutil
 import time
 from pathlib import Path
 
+from textsvc.config.serving import textsvc_home
 from textsvc.config.training import ClassifierModelConfig, DataConfig, TrainingConfig
+from textsvc.default_models import GENERATOR_NAME
 from textsvc.devices import device_description, pick_device
 from textsvc.modeldir import read_json
 from textsvc.pretrained import default_encoder_path
 from textsvc.training.classifier import train_classifier
 
-MINILM = "all-MiniLM-L6-v2"  # a recipe's embedding_init naming the installed copy (found when the run starts)
+# names a recipe's embedding_init gives the installed copies, found when the run starts: MiniLM from its package,
+# SmolLM2 as `textsvc serve` (or `textsvc prepare-defaults`) imported it into textsvc's cache
+MINILM = "all-MiniLM-L6-v2"
+SMOLLM2 = "SmolLM2-135M-Instruct"
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def write_rows(rows: list[dict], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("sentence\tlabel\n" + "".join(f"{r['sentence']}\t{r['label']}\n" for r in rows),
+                    encoding="utf-8")
+    return path
+
+
+def carve_sentence_validation(train_tsv: Path, folder: Path, size: int, min_words: int, seed: int = 0) -> tuple:
+    """Training rows of >= `min_words` words, `size` of them drawn (seeded) as validation; the rest train."""
+    rows = read_rows(train_tsv)
+    long_rows = [i for i, row in enumerate(rows) if len(row["sentence"].split()) >= min_words]
+    chosen = set(random.Random(seed).sample(long_rows, min(size, len(long_rows))))
+    validation = [row for i, row in enumerate(rows) if i in chosen]
+    train = [row for i, row in enumerate(rows) if i not in chosen]
+    return write_rows(train, folder / "train.tsv"), write_rows(validation, folder / "validation.tsv")
 
 
 def add_run_flags(parser: argparse.ArgumentParser, runs: dict, output_dir: str, default_runs: list[str]) -> None:
@@ -51,6 +80,8 @@ def run_recipe(spec: dict, overrides: dict, output_dir: Path, data: dict, train:
     model_values = {**spec.get("model", {}), **overrides.get("model", {})}
     if model_values.get("embedding_init") == MINILM:
         model_values["embedding_init"] = default_encoder_path()
+    if model_values.get("embedding_init") == SMOLLM2:
+        model_values["embedding_init"] = str(textsvc_home() / "models" / GENERATOR_NAME)
     model = ClassifierModelConfig(**model_values)
     train_config = TrainingConfig(output_dir=str(output_dir), **{**train, **spec.get("train", {}),
                                                                  **overrides.get("train", {})})
@@ -65,10 +96,16 @@ def run_recipe(spec: dict, overrides: dict, output_dir: Path, data: dict, train:
 
 
 def copy_card(result: dict, folder: str | None, name: str) -> None:
-    """Copy a run's model card to `folder/name.md` (the repository's model_cards/, say)."""
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(Path(result["output_dir"]) / "README.md", Path(folder) / f"{name}.md")
+    """Copy a run's model card to `folder/name.md` (the repository's model_cards/, say), with its pictures."""
+    if not folder:
+        return
+    run, folder = Path(result["output_dir"]), Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    card = (run / "README.md").read_text(encoding="utf-8")
+    for picture in sorted(run.glob("*.png")):  # renamed per card: every card's pictures share the folder
+        shutil.copyfile(picture, folder / f"{name}-{picture.name}")
+        card = card.replace(f"]({picture.name})", f"]({name}-{picture.name})")
+    (folder / f"{name}.md").write_text(card, encoding="utf-8")
 
 
 def report(title: str, results: dict, output_root: Path, accuracy_name: str = "test acc") -> None:

@@ -1,8 +1,9 @@
 """SST-2 benchmark: train textsvc classifiers on GLUE SST-2 train, report dev accuracy beside a baseline.
 
 The baseline (TF-IDF unigrams+bigrams with logistic regression, needs scikit-learn) runs in the same
-process on the same machine, so the figures can be read side by side. Model selection uses a
-validation share carved from train; dev.tsv is only ever used as the test set.
+process on the same machine, so the figures can be read side by side. Model selection uses validation rows carved
+from train, drawn only from its rows of at least --min_words words (SST-2's train is mostly short phrases, which rank
+models unlike dev's whole sentences) and taken out of training; dev.tsv is only ever used as the test set.
 
     python scripts/benchmark_sst2.py --data_dir ../shared/data/sst2 --runs lstm minilm lstm-distilled \
         --imdb_csv ../shared/data/imdb/train.csv.gz --copy_cards model_cards
@@ -15,7 +16,17 @@ import csv
 import json
 from pathlib import Path
 
-from benchmark_common import MINILM, add_run_flags, copy_card, report, run_recipe, tfidf_baseline
+from benchmark_common import (
+    MINILM,
+    SMOLLM2,
+    add_run_flags,
+    carve_sentence_validation,
+    copy_card,
+    read_rows,
+    report,
+    run_recipe,
+    tfidf_baseline,
+)
 
 RUNS = {
     "lstm": dict(model={"arch": "lstm", "embedding_dim": 300, "hidden_size": 256, "num_layers": 2,
@@ -25,8 +36,7 @@ RUNS = {
                         "weight_decay": 0.0, "early_stopping_patience": 3}),
     "minilm": dict(model={"arch": "transformer", "max_seq_length": 64},
                    train={"num_train_epochs": 2, "learning_rate": 5e-5, "per_device_train_batch_size": 32,
-                          "early_stopping_patience": 2, "group_by_length": True},
-                   data={"validation_split_percentage": 2}),
+                          "early_stopping_patience": 2, "group_by_length": True}),
 }
 # runs that also learn from the fine-tuned MiniLM's logits (run "minilm" first, or in the same call): the LSTM,
 # and MiniLM itself again (self-training: full IMDB sentences the teacher labelled are nearer to SST-2's dev
@@ -34,12 +44,17 @@ RUNS = {
 RUNS["lstm-distilled"] = dict(model=RUNS["lstm"]["model"],
                               train={**RUNS["lstm"]["train"], "num_train_epochs": 4, "early_stopping_patience": 2,
                                      "distillation_alpha": 0.3, "distillation_temperature": 2.0})
-RUNS["minilm-self-trained"] = dict(model=RUNS["minilm"]["model"], data=RUNS["minilm"]["data"],
+RUNS["minilm-self-trained"] = dict(model=RUNS["minilm"]["model"],
                                    train={**RUNS["minilm"]["train"], "distillation_alpha": 0.5,
                                           "distillation_temperature": 2.0})
 # the LSTM with all-MiniLM-L6-v2's word embeddings and tokenizer (--embedding_init), on labels alone and distilled
 RUNS["lstm-minilm"] = dict(model={**RUNS["lstm"]["model"], "embedding_init": MINILM}, train=RUNS["lstm"]["train"])
 RUNS["lstm-minilm-distilled"] = dict(model=RUNS["lstm-minilm"]["model"], train=RUNS["lstm-distilled"]["train"])
+# the same with SmolLM2-135M-Instruct's input embeddings kept frozen, AG News's best LSTM (see the README)
+RUNS["lstm-smollm2-frozen"] = dict(model={**RUNS["lstm"]["model"], "embedding_init": SMOLLM2,
+                                          "freeze_embeddings": True}, train=RUNS["lstm"]["train"])
+RUNS["lstm-smollm2-frozen-distilled"] = dict(model=RUNS["lstm-smollm2-frozen"]["model"],
+                                             train=RUNS["lstm-distilled"]["train"])
 # a second round of self-training (Xie et al. 2020, "Noisy Student"): the same recipe, taught by --teacher_dirs,
 # which are meant to be the first round's models (averaged when several), over more transfer sentences
 RUNS["minilm-self-trained-2"] = RUNS["minilm-self-trained"]
@@ -47,7 +62,8 @@ TEACHER = "minilm"  # the default teacher of every run above that has a distilla
 CARD_NAMES = {"lstm": "sst2-lstm", "minilm": "sst2-minilm-l6", "lstm-distilled": "sst2-lstm-distilled",
               "minilm-self-trained": "sst2-minilm-l6-self-trained",
               "minilm-self-trained-2": "sst2-minilm-l6-self-trained-2", "lstm-minilm": "sst2-lstm-minilm",
-              "lstm-minilm-distilled": "sst2-lstm-minilm-distilled"}
+              "lstm-minilm-distilled": "sst2-lstm-minilm-distilled", "lstm-smollm2-frozen": "sst2-lstm-smollm2-frozen",
+              "lstm-smollm2-frozen-distilled": "sst2-lstm-smollm2-frozen-distilled"}
 
 
 def write_transfer_sentences(imdb_csv: Path, target: Path, count: int, seed: int = 0) -> Path:
@@ -68,8 +84,7 @@ def write_transfer_sentences(imdb_csv: Path, target: Path, count: int, seed: int
 
 
 def read_tsv(path: Path) -> tuple[list[str], list[int]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = read_rows(path)
     return [r["sentence"] for r in rows], [int(r["label"]) for r in rows]
 
 
@@ -78,7 +93,7 @@ def tfidf_on_dev(data_dir: Path) -> dict:
     return tfidf_baseline(*read_tsv(data_dir / "train.tsv"), *read_tsv(data_dir / "dev.tsv"))
 
 
-def run_textsvc(name: str, data_dir: Path, output_root: Path, overrides: dict, disable_tqdm: bool,
+def run_textsvc(name: str, files: dict, output_root: Path, overrides: dict, disable_tqdm: bool,
                 transfer_file: Path | None = None, teacher_dirs: list[str] | None = None) -> dict:
     spec = RUNS[name]
     extra = {}
@@ -86,8 +101,7 @@ def run_textsvc(name: str, data_dir: Path, output_root: Path, overrides: dict, d
         extra["teacher_model_dir"] = tuple(teacher_dirs or [str(output_root / CARD_NAMES[TEACHER])])
         if transfer_file:
             extra["transfer_file"] = str(transfer_file)
-    data = {"train_file": str(data_dir / "train.tsv"), "test_file": str(data_dir / "dev.tsv"),
-            "label_names": ("negative", "positive")}
+    data = {**files, "label_names": ("negative", "positive")}
     return run_recipe(spec, overrides, output_root / CARD_NAMES[name], data,
                       {"disable_tqdm": disable_tqdm, "logging_steps": 200, "license": "other", **extra})
 
@@ -98,6 +112,8 @@ def main() -> None:
     add_run_flags(parser, RUNS, "runs/sst2", sorted(RUNS))
     parser.add_argument("--imdb_csv", help="IMDB train.csv.gz: its sentences become the distillation transfer set")
     parser.add_argument("--transfer_sentences", type=int, default=40000)
+    parser.add_argument("--validation_size", type=int, default=2000)
+    parser.add_argument("--min_words", type=int, default=10, help="shortest training row that may validate")
     parser.add_argument("--teacher_dirs", nargs="+",
                         help=f"teachers of the distilled runs (default: the {TEACHER!r} run in --output_dir)")
     args = parser.parse_args()
@@ -110,9 +126,13 @@ def main() -> None:
     if args.imdb_csv and taught:
         transfer_file = write_transfer_sentences(Path(args.imdb_csv), output_root / "imdb_sentences.txt",
                                                  args.transfer_sentences)
+    train_file, validation_file = carve_sentence_validation(data_dir / "train.tsv", output_root / "data",
+                                                            args.validation_size, args.min_words)
+    files = {"train_file": str(train_file), "validation_file": str(validation_file),
+             "test_file": str(data_dir / "dev.tsv")}
     order = sorted(args.runs, key=lambda name: name in taught)  # the teacher first
     for name in order:
-        results[name] = run_textsvc(name, data_dir, output_root, overrides.get(name, {}), args.disable_tqdm,
+        results[name] = run_textsvc(name, files, output_root, overrides.get(name, {}), args.disable_tqdm,
                                     transfer_file, args.teacher_dirs)
         copy_card(results[name], args.copy_cards, CARD_NAMES[name])
     report("SST-2 dev (872 sentences)", results, output_root, accuracy_name="dev acc")

@@ -17,37 +17,15 @@ A CPU check that it starts (seconds per run):
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
-import random
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-
-def read_rows(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
-
-
-def write_rows(rows: list[dict], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("sentence\tlabel\n" + "".join(f"{r['sentence']}\t{r['label']}\n" for r in rows),
-                    encoding="utf-8")
-    return path
-
-
-def carve_sentence_validation(train_tsv: Path, folder: Path, size: int, min_words: int, seed: int = 0) -> tuple:
-    """Training rows of >= `min_words` words, `size` of them drawn (seeded) as validation; the rest train."""
-    rows = read_rows(train_tsv)
-    long_rows = [i for i, row in enumerate(rows) if len(row["sentence"].split()) >= min_words]
-    chosen = set(random.Random(seed).sample(long_rows, min(size, len(long_rows))))
-    validation = [row for i, row in enumerate(rows) if i in chosen]
-    train = [row for i, row in enumerate(rows) if i not in chosen]
-    return write_rows(train, folder / "train.tsv"), write_rows(validation, folder / "validation.tsv")
+from benchmark_common import carve_sentence_validation
 
 
 def run_one(setting: dict, files: dict, args: argparse.Namespace) -> dict:

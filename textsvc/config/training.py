@@ -13,7 +13,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCRATCH = "scratch"  # --model_name_or_path value asking for a transformer trained from scratch
 GENERATOR_TOKENIZERS = ("bpe", "char")
 BUDGET_SCHEDULE_TYPES = ("linear", "cosine", "constant", "constant_with_warmup")  # shapes that can follow a clock
-POOLING_MODES = ("max", "mean", "last")
+POOLING_MODES = ("max", "mean", "last", "concat")  # see textsvc.models.lstm.pool_states
 LSTM_MAX_EPOCHS = 10.0  # see default_num_train_epochs
 # The sizes an LSTM classifier's `LSTMConfig` is built from and its card records: one list for both.
 LSTM_CLASSIFIER_SIZES = ("embedding_dim", "hidden_size", "num_layers", "bidirectional", "dropout",
@@ -83,7 +83,8 @@ class ClassifierModelConfig:
     bidirectional: bool = setting(True, "lstm: read the text in both directions")
     dropout: float = setting(0.3, "dropout between layers and before the classification head")
     embedding_dropout: float = setting(0.1, "lstm: dropout on the word embeddings")
-    pooling: str = setting("max", "lstm: how a sentence vector is made from its states: max, mean or last")
+    pooling: str = setting("max", "lstm: how a sentence vector is made from its states: max, mean, last, or "
+                                  "concat (the three side by side)")
     num_attention_heads: int = setting(4, "scratch transformer: attention heads")
     # "cls" by default: on SST-2, all-MiniLM-L6-v2 scored 89.7% with it and 89.3% mean-pooled (same recipe)
     classifier_pooling: str = setting("cls", "pretrained transformer: cls (the architecture's own head), mean (pool "
@@ -104,7 +105,7 @@ class ClassifierModelConfig:
         require(self.vocab_size >= 100, "vocab_size", "must be at least 100")
         for name in ("dropout", "embedding_dropout"):
             require(0 <= getattr(self, name) < 1, name, "must be in [0, 1)")
-        require(self.pooling in POOLING_MODES, "pooling", "must be max, mean or last")
+        require(self.pooling in POOLING_MODES, "pooling", f"must be one of {POOLING_MODES}")
         require(self.classifier_pooling in ("auto", "cls", "mean"), "classifier_pooling", "must be auto, cls or mean")
         require(self.hidden_size % self.num_attention_heads == 0, "num_attention_heads",
                 "must divide hidden_size")

@@ -12,7 +12,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import GenerationMixin, PreTrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast, SequenceClassifierOutput
 
-POOLING_MODES = ("max", "mean", "last")
+from textsvc.config.training import POOLING_MODES
 
 
 class LSTMConfig(PreTrainedConfig):
@@ -63,8 +63,16 @@ class LSTMEncoder(nn.Module):
         return states  # (B, T, H * directions), zeros past each row's length
 
 
+def pooled_width(mode: str, state_width: int) -> int:
+    """Width of the sentence vector `pool_states` makes from states `state_width` wide."""
+    return 3 * state_width if mode == "concat" else state_width
+
+
 def pool_states(states: torch.Tensor, attention_mask: torch.Tensor, mode: str, bidirectional: bool) -> torch.Tensor:
-    """(B, T, D) states -> (B, D) sentence vectors, ignoring padded positions."""
+    """(B, T, D) states -> (B, D) sentence vectors ((B, 3D) for "concat"), ignoring padded positions."""
+    if mode == "concat":  # ULMFiT's concat pooling (Howard & Ruder 2018): last state, max and mean side by side
+        return torch.cat([pool_states(states, attention_mask, part, bidirectional)
+                          for part in ("last", "max", "mean")], dim=-1)
     mask = attention_mask.unsqueeze(-1).to(states.dtype)  # (B, T, 1)
     if mode == "max":
         return states.masked_fill(mask == 0, torch.finfo(states.dtype).min).max(dim=1).values
@@ -116,7 +124,7 @@ class LSTMForSequenceClassification(LSTMPreTrainedModel):
         self.encoder = LSTMEncoder(config)
         directions = 2 if config.bidirectional else 1
         self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(config.hidden_size * directions, config.num_labels)
+        self.classifier = nn.Linear(pooled_width(config.pooling, config.hidden_size * directions), config.num_labels)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:

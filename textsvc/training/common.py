@@ -113,7 +113,7 @@ def save_model_files(directory: Path, trainer: Trainer, info: dict, results: dic
     write_json(directory / "train_results.json", info["train_metrics"])
     write_json(directory / "training_info.json", info)
     trainer.state.save_to_json(str(directory / "trainer_state.json"))
-    save_training_curves(directory)
+    save_training_curves(directory, info["name"])  # `directory` is the staging folder: its name is hidden
     for split in ("test", "eval"):  # a classifier's confusion matrix, of its test split where it has one
         if "confusion_matrix" in results.get(f"{split}_results.json", {}):
             save_confusion_matrix(directory, results[f"{split}_results.json"], SPLITS[split])

@@ -20,9 +20,9 @@ def _metric_name(history: list[dict]) -> str | None:
     return "eval_accuracy" if "eval_accuracy" in names else (names[0] if names else None)
 
 
-def save_training_curves(directory: Path) -> Path | None:
-    """training_curves.png: training and validation loss, and the validation metric, against steps; None when
-    trainer_state.json holds no logged step."""
+def save_training_curves(directory: Path, title: str | None = None) -> Path | None:
+    """training_curves.png: training and validation loss, and the validation metric, against steps, titled with
+    `title` (the model's name; default the folder's); None when trainer_state.json holds no logged step."""
     state = directory / "trainer_state.json"
     history = json.loads(state.read_text(encoding="utf-8")).get("log_history", []) if state.is_file() else []
     series = {key: [(entry["step"], entry[key]) for entry in history if key in entry and "step" in entry]
@@ -44,7 +44,7 @@ def save_training_curves(directory: Path) -> Path | None:
         other.set_ylabel(metric.removeprefix("eval_"))
         other.legend(loc="center right")
     axes.legend(loc="upper right")
-    axes.set_title(f"{directory.name}: training curves")
+    axes.set_title(f"{title or directory.name}: training curves")
     figure.tight_layout()
     figure.savefig(directory / CURVES_FILE)
     return directory / CURVES_FILE
