@@ -207,10 +207,8 @@ def run_serve(args: argparse.Namespace) -> None:
     from textsvc.config.serving import serving_env_values
     from textsvc.serving.api import create_app
     from textsvc.serving.engine import discover_models
-    from textsvc.serving.memory import bound_memory_growth
     from textsvc.serving.server import serve
 
-    bound_memory_growth()  # before any model runs
     values = {"load_in_background": True}  # listen at once; /ready says 503 until the models are loaded
     values.update(serving_env_values())  # TEXTSVC_* variables, then the config file, then flags
     values.update(read_config_file(args.config) if args.config else {})

@@ -22,6 +22,12 @@ from textsvc.models.lstm import LSTMForCausalLM
 from textsvc.onnx_classifier import OnnxSession
 from textsvc.tokenization import load_tokenizer
 
+# torch passes pad their texts to a multiple of this many tokens. oneDNN compiles kernels per shape and keeps 1,024
+# of them: over 600 batches of random shapes (MiniLM, bf16, 2-core CPU), exact lengths took 29 s and grew the process
+# from 445 to 1,922 MiB, still rising; multiples of 16 took 23 s and stayed at 1,107 MiB from the third round on.
+# (Capping oneDNN's cache or fixing glibc's mmap threshold bounded the memory too, but cost a third of the throughput
+# of /classify at 32 clients.) ONNX Runtime compiles nothing per shape: its lone texts keep their lengths.
+PAD_TO_MULTIPLE = 16
 DEFAULT_EVAL_BLOCK = 1024  # evaluation window for a model whose training block size is not recorded
 
 
@@ -60,12 +66,14 @@ class LoadedClassifier:
     @torch.inference_mode()
     def logits(self, ids: list[list[int]]) -> torch.Tensor:
         """The batched forward pass: token id rows padded into one batch, (B, num_labels) float32 logits on the CPU."""
-        longest = max(len(row) for row in ids)
+        longest, on_onnx = max(len(row) for row in ids), self.runs_on_onnx(len(ids))
+        if not on_onnx:
+            longest = min(-(-longest // PAD_TO_MULTIPLE) * PAD_TO_MULTIPLE, max(longest, self.max_length))
         input_ids = torch.full((len(ids), longest), self.tokenizer.pad_token_id or 0, dtype=torch.long)  # (B, T)
         mask = torch.zeros_like(input_ids)
         for index, row in enumerate(ids):  # right padding, built here: `tokenizer.pad` costs more than small passes
             input_ids[index, :len(row)], mask[index, :len(row)] = torch.tensor(row), 1
-        if self.runs_on_onnx(len(ids)):
+        if on_onnx:
             return self.session.logits(input_ids, mask)
         return self.model(input_ids=input_ids.to(self.device),
                           attention_mask=mask.to(self.device)).logits.float().cpu()  # (B, num_labels)
