@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from textsvc.errors import ConfigError
+from textsvc.onnx_classifier import onnx_runtime_available
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -46,8 +47,6 @@ def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
 def pick_classifier_backend(requested: str, dtype: str, device: torch.device) -> str:
     """"torch" or "onnxruntime" for a classifier. "auto" is ONNX Runtime where it measured fastest, on the CPU in
     float32 (when dtype is auto or float32), if it is installed; an explicit "onnxruntime" needs the CPU."""
-    from textsvc.onnx_classifier import onnx_runtime_available
-
     if requested == "onnxruntime":
         if device.type != "cpu":
             raise ConfigError("classifier_backend: onnxruntime runs on the CPU only here; use torch on a GPU",
