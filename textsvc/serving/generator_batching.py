@@ -2,9 +2,8 @@
 token per step, and seats waiting requests between steps (iteration-level scheduling, as in Orca, Yu et al. 2022).
 
 The requests that arrive together are prefilled together (a transformer's prompts left-padded into one forward pass;
-the LSTM's one by one), then their state joins the running batch: an LSTM's (h, c) rows are stacked; a
-transformer's key/value cache rows are left-padded to one length, with an attention mask that hides the padding and
-explicit position ids. Token choice, stop strings and text
+the LSTM's one by one), then their state joins the running batch (`serving.batch_state`): an LSTM's (h, c) rows are
+stacked; a transformer's keys and values are copied into free seats of a preallocated cache. Token choice, stop strings and text
 release are `generation.sequence.DecodingSequence`'s, so what a request gets does not depend on the path that made it
 (up to floating-point differences between batch shapes). Requests wait in an `AdmissionQueue`, as classifier texts do.
 Each iteration's torch work runs where `serving.compute` says: on the process's compute thread for a CPU model.
@@ -12,6 +11,7 @@ Each iteration's torch work runs where `serving.compute` says: on the process's 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import queue
 import threading
@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
-from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from textsvc.config.sampling import SamplingConfig, fit_to_context
 from textsvc.generation.sequence import DecodingSequence, GenerationResult, prompt_ids
@@ -29,6 +28,7 @@ from textsvc.generation.stopping import eos_ids
 from textsvc.loading import context_length
 from textsvc.models.lstm import LSTMForCausalLM
 from textsvc.serving.admission import AdmissionQueue
+from textsvc.serving.batch_state import CacheRows, SlotRows, StateRows, plain_key_value_cache
 from textsvc.serving.compute import runner_for
 
 log = logging.getLogger(__name__)
@@ -77,70 +77,6 @@ class Job:
         self._events.put(item)
 
 
-class StateRows:
-    """The running batch of an LSTM: its (h, c) state, one row per sequence."""
-
-    def __init__(self, state: tuple[torch.Tensor, torch.Tensor]):
-        self.h, self.c = state  # (L, B, H) each
-
-    def join(self, other: StateRows) -> StateRows:
-        self.h, self.c = torch.cat([self.h, other.h], dim=1), torch.cat([self.c, other.c], dim=1)
-        return self
-
-    def select(self, keep: torch.Tensor) -> None:
-        self.h, self.c = self.h.index_select(1, keep), self.c.index_select(1, keep)
-
-    def step(self, model: PreTrainedModel, tokens: torch.Tensor) -> torch.Tensor:
-        output = model(input_ids=tokens, cache=(self.h, self.c), use_cache=True)
-        self.h, self.c = output.cache
-        return output.logits[:, -1, :].float()  # (B, V)
-
-
-class CacheRows:
-    """The running batch of a transformer: its key/value cache with rows left-padded to one length, the attention
-    mask that hides the padding, and each row's next position."""
-
-    def __init__(self, cache: DynamicCache, mask: torch.Tensor):
-        self.cache, self.mask = cache, mask  # mask: (B, T), 0 over each row's left padding
-        self.positions = mask.sum(dim=1)  # (B,) each row's next position
-
-    def join(self, other: CacheRows) -> CacheRows:
-        mine, theirs = self.mask.shape[1], other.mask.shape[1]
-        grow, other_grow = max(theirs - mine, 0), max(mine - theirs, 0)
-        for layer, other_layer in zip(self.cache.layers, other.cache.layers, strict=True):
-            layer.keys = torch.cat([_left_pad(layer.keys, grow), _left_pad(other_layer.keys, other_grow)])
-            layer.values = torch.cat([_left_pad(layer.values, grow), _left_pad(other_layer.values, other_grow)])
-        self.mask = torch.cat([_left_pad(self.mask, grow), _left_pad(other.mask, other_grow)])
-        self.positions = torch.cat([self.positions, other.positions])
-        return self
-
-    def select(self, keep: torch.Tensor) -> None:
-        self.cache.batch_select_indices(keep)
-        self.mask, self.positions = self.mask[keep], self.positions[keep]
-        start = int((self.mask.sum(dim=0) > 0).nonzero()[0])  # padding no remaining row needs
-        if start:
-            for layer in self.cache.layers:
-                layer.keys, layer.values = layer.keys[..., start:, :], layer.values[..., start:, :]
-            self.mask = self.mask[:, start:]
-
-    def step(self, model: PreTrainedModel, tokens: torch.Tensor) -> torch.Tensor:
-        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
-        output = model(input_ids=tokens, cache=self.cache, attention_mask=self.mask,
-                       position_ids=self.positions.unsqueeze(1), use_cache=True)
-        self.cache, self.positions = output.cache, self.positions + 1
-        return output.logits[:, -1, :].float()  # (B, V)
-
-
-def _left_pad(tensor: torch.Tensor, count: int) -> torch.Tensor:
-    """`count` zeros before the sequence dimension: -2 of (B, heads, T, D) caches, -1 of (B, T) masks."""
-    if count == 0:
-        return tensor
-    dim = -1 if tensor.dim() == 2 else -2
-    shape = list(tensor.shape)
-    shape[dim] = count
-    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
-
-
 class GenerationWorker:
     """Owns one generator: requests queue up (`submit`), its thread decodes up to `max_batch_size` of them at once.
 
@@ -158,9 +94,13 @@ class GenerationWorker:
         self.special = self.ends | set(tokenizer.all_special_ids)
         self.run = runner_for(model.device)  # where the torch work runs (serving.compute)
         self._running: list[tuple[Job, DecodingSequence]] = []  # the worker's own: the seats taken, and their rows
-        self._rows: StateRows | CacheRows | None = None
+        self._rows: StateRows | SlotRows | CacheRows | None = None
         self.on_batch, self.on_first_token, self.on_tokens = on_batch, on_first_token, on_tokens
         self.max_batch_size = max_batch_size if self.run(self._batchable) else 1
+        # a prefill needs the logits of the prompts' last position alone: the vocabulary projection of the others
+        # (a (B, T, V) product) is skipped where the model's forward takes `logits_to_keep`
+        takes = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._last_logits_only = {"logits_to_keep": 1} if takes else {}
         self.queue: AdmissionQueue[Job] = AdmissionQueue(max_queue_size, name=name, retry_after_s=retry_after_s,
                                                          on_depth=on_depth)
         self._thread = threading.Thread(target=self._run, name=f"textsvc-{name}", daemon=True)
@@ -193,7 +133,7 @@ class GenerationWorker:
             return True
         start = prompt_ids(self.tokenizer, "", None)
         cache = self.model(input_ids=torch.tensor([start], device=self.model.device), use_cache=True).cache
-        return isinstance(cache, DynamicCache) and all(type(layer) is DynamicLayer for layer in cache.layers)
+        return plain_key_value_cache(cache)
 
     def _run(self) -> None:
         with torch.inference_mode():
@@ -211,7 +151,7 @@ class GenerationWorker:
         seated = self._seat(newcomers)
         if seated is not None:
             self._running += seated[0]
-            self._rows = seated[1] if self._rows is None else self._rows.join(seated[1])
+            self._rows = self._join(seated[1])
         running = self._running
         if not running:
             return
@@ -235,7 +175,7 @@ class GenerationWorker:
                     job._put(None)  # cancelled: the stream ends without a result
             self._running = [running[index] for index in keep]
             if self._running:
-                self._rows.select(torch.tensor(keep, device=self.model.device))
+                self._rows.select(keep)
             else:
                 self._rows = None
 
@@ -257,8 +197,16 @@ class GenerationWorker:
         if not keep:
             return None
         if len(keep) < len(jobs):
-            rows.select(torch.tensor(keep, device=self.model.device))
+            rows.select(keep)
         return [(jobs[index], sequences[index]) for index in keep], rows
+
+    def _join(self, rows: StateRows | CacheRows) -> StateRows | SlotRows | CacheRows:
+        """The running batch with the newly prefilled rows in it."""
+        if isinstance(rows, StateRows):
+            return rows if self._rows is None else self._rows.join(rows)
+        if self.max_batch_size == 1:
+            return rows  # a cache of its own kind: one sequence runs at a time in it
+        return (self._rows or SlotRows(self.max_batch_size)).join(rows)
 
     def _prefill(self, jobs: list[Job]) -> tuple[list[DecodingSequence], torch.Tensor, StateRows | CacheRows]:
         """The jobs' sequences, the (B, V) logits after their prompts, and their state as one batch.
@@ -282,7 +230,8 @@ class GenerationWorker:
             input_ids[index, longest - len(job.ids):] = torch.tensor(job.ids, device=device)
             mask[index, longest - len(job.ids):] = 1
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)  # (B, T) real positions, 0 under the padding
-        output = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        output = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                            **self._last_logits_only)
         return sequences, output.logits[:, -1, :].float(), CacheRows(output.cache, mask)
 
     def _emit(self, job: Job, sequence: DecodingSequence, text: str) -> None:

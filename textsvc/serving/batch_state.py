@@ -1,0 +1,165 @@
+"""The model state of a generator's running batch, one row per sequence: what a decoding step reads and extends.
+
+- `SlotRows`: a transformer's key/value cache in preallocated seats. Each layer's keys and values are one
+  (seats, heads, capacity, head_dim) tensor; a step writes one position per row in place, and a request joins by
+  copying its prefilled rows into free seats and leaves by the last rows moving up. The running rows are never
+  re-concatenated, as `DynamicCache` does for every layer at every step (the slots of vLLM and TGI, without pages).
+- `CacheRows`: the model's own cache for one sequence, for models whose cache is not plain keys and values (sliding
+  windows, say), which run one request at a time; also what a transformer's prefill hands to `SlotRows`.
+- `StateRows`: an LSTM's (h, c) state.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+
+CAPACITY_STEP = 256  # positions the seats grow by: a reallocation every 256 tokens at most, not one per step
+
+
+class StateRows:
+    """The running batch of an LSTM: its (h, c) state, one row per sequence."""
+
+    def __init__(self, state: tuple[torch.Tensor, torch.Tensor]):
+        self.h, self.c = state  # (L, B, H) each
+
+    def join(self, other: StateRows) -> StateRows:
+        self.h, self.c = torch.cat([self.h, other.h], dim=1), torch.cat([self.c, other.c], dim=1)
+        return self
+
+    def select(self, keep: list[int]) -> None:
+        index = torch.tensor(keep, device=self.h.device)
+        self.h, self.c = self.h.index_select(1, index), self.c.index_select(1, index)
+
+    def step(self, model: PreTrainedModel, tokens: torch.Tensor) -> torch.Tensor:
+        output = model(input_ids=tokens, cache=(self.h, self.c), use_cache=True)
+        self.h, self.c = output.cache
+        return output.logits[:, -1, :].float()  # (B, V)
+
+
+class CacheRows:
+    """Sequences in the model's own cache, rows left-padded to one length: the cache, the (B, T) attention mask that
+    is 0 over each row's padding, and each row's next position."""
+
+    def __init__(self, cache: Cache, mask: torch.Tensor):
+        self.cache, self.mask = cache, mask
+        self.positions = mask.sum(dim=1)  # (B,)
+
+    def select(self, keep: list[int]) -> None:
+        """Keep these rows (a single sequence's cache is never cut: it only ends)."""
+        index = torch.tensor(keep, device=self.mask.device)
+        self.cache.batch_select_indices(index)
+        self.mask, self.positions = self.mask[index], self.positions[index]
+
+    def step(self, model: PreTrainedModel, tokens: torch.Tensor) -> torch.Tensor:
+        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
+        output = model(input_ids=tokens, cache=self.cache, attention_mask=self.mask,
+                       position_ids=self.positions.unsqueeze(1), use_cache=True)
+        self.cache, self.positions = output.cache, self.positions + 1
+        return output.logits[:, -1, :].float()  # (B, V)
+
+
+class SeatCache(Cache):
+    """The `Cache` a model's attention layers write to during one step of `SlotRows`: each running row's new key and
+    value go to its own next index, and attention reads the rows' first `length` positions."""
+
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor]):
+        super().__init__(layers=[])
+        self.keys, self.values = keys, values  # per layer: (seats, heads, capacity, head_dim)
+        self.rows = self.write_at = None  # (B,) seat and index of each row's new token, set for each step
+        self.length = 0
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        keys, values = self.keys[layer_idx], self.values[layer_idx]
+        keys[self.rows, :, self.write_at] = key_states[:, :, 0]  # (B, heads, head_dim)
+        values[self.rows, :, self.write_at] = value_states[:, :, 0]
+        batch = key_states.shape[0]
+        return keys[:batch, :, :self.length], values[:batch, :, :self.length]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.length
+
+    def get_mask_sizes(self, query_length: int, layer_idx: int = 0) -> tuple[int, int]:
+        return self.length, 0
+
+
+class SlotRows:
+    """A transformer's running batch in `seats` preallocated rows: row i of the batch is seat i. Row i's tokens lie
+    at indices start[i]..next[i]-1 of its seat (the indices before start[i] held its prefill's left padding), at
+    positions 0..next[i]-start[i]-1. Attention reads each row's own span through a 4D additive mask, so rows of any
+    lengths decode together, as they do in `generate()`."""
+
+    def __init__(self, seats: int):
+        self.seats = seats
+        self._store: torch.Tensor | None = None  # (2, layers, seats, heads, capacity, head_dim): keys, values
+        self.keys: list[torch.Tensor] = []  # per layer, views of the store
+        self.values: list[torch.Tensor] = []
+        self.start: list[int] = []  # host-side, so that no step waits on the device to know its shapes
+        self.next: list[int] = []
+
+    def join(self, rows: CacheRows) -> SlotRows:
+        """Copy a prefill's rows into the next free seats."""
+        layers = rows.cache.layers
+        first, count, length = len(self.next), rows.mask.shape[0], rows.mask.shape[1]
+        if first + count > self.seats:
+            raise ValueError(f"{first + count} rows do not fit {self.seats} seats")
+        if self._store is None:
+            self._allocate(layers[0].keys, len(layers), length + 1)
+        self._grow(length + 1)
+        for keys, values, layer in zip(self.keys, self.values, layers, strict=True):
+            keys[first:first + count, :, :length] = layer.keys
+            values[first:first + count, :, :length] = layer.values
+        self.start += (length - rows.mask.sum(dim=1)).tolist()
+        self.next += [length] * count
+        return self
+
+    def select(self, keep: list[int]) -> None:
+        """Keep these rows, in this order: each kept row moves to the first free seat before it."""
+        used = max(self.next)
+        for seat, row in enumerate(keep):
+            if seat != row:  # every layer's keys and values at once
+                self._store[:, :, seat, :, :used] = self._store[:, :, row, :, :used]
+        self.start, self.next = [self.start[row] for row in keep], [self.next[row] for row in keep]
+
+    def step(self, model: PreTrainedModel, tokens: torch.Tensor) -> torch.Tensor:
+        """One token for every row: (B, 1) tokens in, (B, V) float32 logits out."""
+        device, dtype = self.keys[0].device, self.keys[0].dtype
+        length = max(self.next) + 1
+        self._grow(length)
+        start = torch.tensor(self.start, device=device)
+        write_at = torch.tensor(self.next, device=device)
+        span = torch.arange(length, device=device)
+        visible = (span >= start[:, None]) & (span <= write_at[:, None])  # (B, length)
+        mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, torch.finfo(dtype).min)
+        cache = SeatCache(self.keys, self.values)
+        cache.rows, cache.write_at, cache.length = torch.arange(len(self.next), device=device), write_at, length
+        output = model(input_ids=tokens, cache=cache, attention_mask=mask[:, None, None, :],
+                       position_ids=(write_at - start)[:, None], use_cache=True)
+        self.next = [index + 1 for index in self.next]
+        return output.logits[:, -1, :].float()
+
+    def _allocate(self, like: torch.Tensor, layers: int, length: int) -> None:
+        """Zeroed seats for every layer's keys and values in one block (never uninitialised memory: a NaN under the
+        mask would still poison attention's weighted sum). One block of tens of MiB is mapped and unmapped whole,
+        where a hundred small ones would stay in the allocator's heap after the batch ends."""
+        _, heads, _, head_dim = like.shape
+        self._store = like.new_zeros(2, layers, self.seats, heads, _round_up(length), head_dim)
+        self.keys, self.values = list(self._store[0]), list(self._store[1])
+
+    def _grow(self, length: int) -> None:
+        if length <= self._store.shape[-2]:
+            return
+        narrow = self._store
+        self._store = narrow.new_zeros(*narrow.shape[:-2], _round_up(length), narrow.shape[-1])
+        self._store[..., :narrow.shape[-2], :] = narrow
+        self.keys, self.values = list(self._store[0]), list(self._store[1])
+
+
+def _round_up(length: int) -> int:
+    return -(-length // CAPACITY_STEP) * CAPACITY_STEP
+
+
+def plain_key_value_cache(cache: Cache) -> bool:
+    """Whether `cache` holds nothing but full-length keys and values per layer (what `SlotRows` can take over)."""
+    return isinstance(cache, DynamicCache) and all(type(layer) is DynamicLayer for layer in cache.layers)
