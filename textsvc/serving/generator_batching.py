@@ -3,10 +3,11 @@ token per step, and seats waiting requests between steps (iteration-level schedu
 
 The requests that arrive together are prefilled together (a transformer's prompts left-padded into one forward pass;
 the LSTM's one by one), then their state joins the running batch (`serving.batch_state`): an LSTM's (h, c) rows are
-stacked; a transformer's keys and values are copied into free seats of a preallocated cache. Token choice, stop strings and text
-release are `generation.sequence.DecodingSequence`'s, so what a request gets does not depend on the path that made it
-(up to floating-point differences between batch shapes). Requests wait in an `AdmissionQueue`, as classifier texts do.
-Each iteration's torch work runs where `serving.compute` says: on the process's compute thread for a CPU model.
+stacked; a transformer's keys and values are copied into free seats of a preallocated cache. Token choice, stop
+strings and text release are `generation.sequence.DecodingSequence`'s, so what a request gets does not depend on the
+path that made it (up to floating-point differences between batch shapes). Requests wait in an `AdmissionQueue`, as
+classifier texts do. Each iteration's torch work runs where `serving.compute` says: on the process's compute thread
+for a CPU model.
 """
 
 from __future__ import annotations
