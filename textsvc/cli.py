@@ -11,7 +11,7 @@ import typing
 
 from textsvc.config.common import build_configs, read_config_file
 from textsvc.config.sampling import SamplingConfig
-from textsvc.config.serving import DTYPES, ServingConfig
+from textsvc.config.serving import DTYPES, QUANTIZATIONS, ServingConfig
 from textsvc.config.training import (
     ClassifierModelConfig,
     DataConfig,
@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--dtype", default="float32", choices=DTYPES,
                           help="float32 (default), bfloat16, float16, or auto as `serve` picks it: what a dtype "
                                "costs in accuracy")
+    evaluate.add_argument("--quantize", default="none", choices=QUANTIZATIONS,
+                          help="generators: none (default) or int8, as `serve --quantize` loads them: what int8 "
+                               "weights cost in accuracy")
 
     generate = commands.add_parser("generate", help="continue a prompt with a generator")
     generate.add_argument("--model_dir", required=True, help="the generator's model directory")
@@ -146,7 +149,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
     if is_generator(args.model_dir):
         report = evaluate_generator(args.model_dir, args.test_file, args.text_column, args.device,
-                                    args.per_device_eval_batch_size, args.block_size, args.dtype)
+                                    args.per_device_eval_batch_size, args.block_size, args.dtype, args.quantize)
     else:
         report = evaluate_classifier(args.model_dir, args.test_file, args.text_column, args.label_column,
                                      args.device, args.per_device_eval_batch_size, args.dtype)

@@ -88,10 +88,13 @@ class SlotRows:
     """A transformer's running batch in `seats` preallocated rows: row i of the batch is seat i. Row i's tokens lie
     at indices start[i]..next[i]-1 of its seat (the indices before start[i] held its prefill's left padding), at
     positions 0..next[i]-start[i]-1. Attention reads each row's own span through a 4D additive mask, so rows of any
-    lengths decode together, as they do in `generate()`."""
+    lengths decode together, as they do in `generate()`.
 
-    def __init__(self, seats: int):
-        self.seats = seats
+    With `static_shapes`, attention reads the whole capacity every step rather than the longest row's span, so that
+    a compiled step sees a new shape only when the batch size changes or the seats grow (see `GenerationWorker`)."""
+
+    def __init__(self, seats: int, static_shapes: bool = False):
+        self.seats, self.static_shapes = seats, static_shapes
         self._store: torch.Tensor | None = None  # (2, layers, seats, heads, capacity, head_dim): keys, values
         self.keys: list[torch.Tensor] = []  # per layer, views of the store
         self.values: list[torch.Tensor] = []
@@ -125,17 +128,21 @@ class SlotRows:
     def step(self, model: PreTrainedModel, tokens: torch.Tensor) -> torch.Tensor:
         """One token for every row: (B, 1) tokens in, (B, V) float32 logits out."""
         device, dtype = self.keys[0].device, self.keys[0].dtype
-        length = max(self.next) + 1
-        self._grow(length)
+        self._grow(max(self.next) + 1)
+        length = self._store.shape[-2] if self.static_shapes else max(self.next) + 1
         start = torch.tensor(self.start, device=device)
         write_at = torch.tensor(self.next, device=device)
         span = torch.arange(length, device=device)
         visible = (span >= start[:, None]) & (span <= write_at[:, None])  # (B, length)
         mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, torch.finfo(dtype).min)
-        cache = SeatCache(self.keys, self.values)
+        cache = self._cache
         cache.rows, cache.write_at, cache.length = torch.arange(len(self.next), device=device), write_at, length
-        output = model(input_ids=tokens, cache=cache, attention_mask=mask[:, None, None, :],
-                       position_ids=(write_at - start)[:, None], use_cache=True)
+        inputs = {"input_ids": tokens, "attention_mask": mask[:, None, None, :],
+                  "position_ids": (write_at - start)[:, None]}
+        if self.static_shapes and len(self.next) > 1:  # one compiled graph for every batch size above 1
+            for tensor in (*inputs.values(), cache.rows, write_at):
+                torch._dynamo.mark_dynamic(tensor, 0)
+        output = model(**inputs, cache=cache, use_cache=True)
         self.next = [index + 1 for index in self.next]
         return output.logits[:, -1, :].float()
 
@@ -145,7 +152,7 @@ class SlotRows:
         where a hundred small ones would stay in the allocator's heap after the batch ends."""
         _, heads, _, head_dim = like.shape
         self._store = like.new_zeros(2, layers, self.seats, heads, _round_up(length), head_dim)
-        self.keys, self.values = list(self._store[0]), list(self._store[1])
+        self._views()
 
     def _grow(self, length: int) -> None:
         if length <= self._store.shape[-2]:
@@ -153,7 +160,13 @@ class SlotRows:
         narrow = self._store
         self._store = narrow.new_zeros(*narrow.shape[:-2], _round_up(length), narrow.shape[-1])
         self._store[..., :narrow.shape[-2], :] = narrow
+        self._views()
+
+    def _views(self) -> None:
+        """Each layer's keys and values as views of the store, and the one cache object that writes them (the same
+        object every step, which a compiled step relies on)."""
         self.keys, self.values = list(self._store[0]), list(self._store[1])
+        self._cache = SeatCache(self.keys, self.values)
 
 
 def _round_up(length: int) -> int:

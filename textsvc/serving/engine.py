@@ -27,6 +27,7 @@ from textsvc.loading import (
     load_generator,
 )
 from textsvc.onnx_classifier import OnnxSession, onnx_session
+from textsvc.quantization import parameter_count, quantization_of
 from textsvc.serving.classifier_batching import DynamicBatcher
 from textsvc.serving.compute import in_passing_thread, runner_for
 from textsvc.serving.generator_batching import GenerationWorker, Job
@@ -71,7 +72,7 @@ def discover_models(models_dir: str | Path | None) -> dict[str, Path]:
 def model_facts(model, device) -> dict:
     """Architecture, size, dtype and device: the part of /models that every kind of model shares."""
     return {"architecture": (model.config.architectures or [type(model).__name__])[0], "device": str(device),
-            "parameters": sum(p.numel() for p in model.parameters()), "dtype": str(model.dtype).removeprefix("torch.")}
+            "parameters": parameter_count(model), "dtype": str(model.dtype).removeprefix("torch.")}
 
 
 @dataclass
@@ -114,6 +115,7 @@ class ServedGenerator:
         return {"name": self.name, "kind": self.kind, "task": "text-generation",
                 **model_facts(self.loaded.model, self.loaded.device),
                 "context_length": context_length(self.loaded.model),
+                "quantization": quantization_of(self.loaded.model),
                 "max_batch_size": self.worker.max_batch_size if self.worker else None}
 
 
@@ -204,15 +206,14 @@ class Engine:
         return in_passing_thread(load, name, path)  # its torch thread pool ends with it (serving.compute)
 
     def _load_generator(self, name: str, path: Path) -> ServedGenerator:
-        loaded = load_generator(path, self.config.device, self.config.dtype)
+        loaded = load_generator(path, self.config.device, self.config.dtype, self.config.quantize)
         served = ServedGenerator(name, path, loaded)
         served.worker = GenerationWorker(
             loaded.model, loaded.tokenizer, max_batch_size=self.config.max_generation_batch_size,
             max_queue_size=self.config.max_queue_size, retry_after_s=self.config.retry_after_s, name=name,
-            **self.telemetry.worker_hooks(name))
-        if self.config.warmup:  # first calls pay for lazy allocations; pay them before /ready
-            for _ in served.worker.submit("", SamplingConfig(max_new_tokens=2, temperature=0)):
-                pass
+            compile_decoding=self.config.compile_decoding, **self.telemetry.worker_hooks(name))
+        if self.config.warmup:  # first calls pay for lazy allocations, and a compiled step for its graphs
+            served.worker.warm_up()
         return served
 
     def _load_classifier(self, name: str, path: Path) -> ServedClassifier:
