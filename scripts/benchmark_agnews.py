@@ -23,6 +23,10 @@ RUNS = {
     "lstm-minilm": {"model": {"embedding_init": MINILM}},
     "lstm-minilm-frozen": {"model": {"embedding_init": MINILM, "freeze_embeddings": True}},
     "lstm-smollm2-frozen": {"model": {"embedding_init": SMOLLM2, "freeze_embeddings": True}},
+    # language-model pre-training on the training texts first (Dai & Le 2015), from scratch and on SmolLM2's embeddings
+    "lstm-lm": {"train": {"lm_pretrain_epochs": 2.0}},
+    "lstm-smollm2-frozen-lm": {"model": {"embedding_init": SMOLLM2, "freeze_embeddings": True},
+                               "train": {"lm_pretrain_epochs": 2.0}},
 }
 CARD_NAMES = {name: f"agnews-{name}" for name in RUNS}
 

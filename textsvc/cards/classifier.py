@@ -131,7 +131,27 @@ def training_procedure(info: dict) -> str:
                  "(Hinton et al. 2015), scaled by the temperature squared." if teacher else "")
     return common.training_procedure(info, ": AdamW with weight decay, linear warm-up then decay, evaluation after "
                                            "every epoch, early stopping on validation accuracy, and the best "
-                                           "checkpoint kept." + distilled)
+                                           "checkpoint kept." + distilled + _lm_pretraining(info))
+
+
+def _lm_pretraining(info: dict) -> str:
+    """" Before fine-tuning, the embeddings and LSTM were trained as a language model ..." when they were."""
+    record = info.get("lm_pretraining")
+    if not record:
+        return ""
+    if "steps" not in record:  # a resumed run whose record was lost
+        return f" Before fine-tuning, the LSTM was pre-trained as a language model for {record['epochs']:g} epochs."
+    frozen = " (the embeddings stayed frozen)" if (info.get("embedding_init") or {}).get("frozen") else ""
+    layers = ("" if record["pretrained_layers"] == record["num_layers"] else
+              f" Of its {record['num_layers']} layers only its first layer was pre-trained: the layers above read "
+              "both directions' states, so they would see the token they predict; they started at random.")
+    return (f" Before fine-tuning, the embeddings and LSTM{frozen} were trained as a language model on the "
+            f"{record['texts']:,} training texts for {record['epochs']:g} epochs ({record['steps']:,} steps; Dai & "
+            f"Le 2015, \"Semi-supervised Sequence Learning\"): {record['directions']}, over a softmax of the "
+            f"{record['output_vocabulary']:,} tokens that occur in those texts. Its loss on the validation texts "
+            f"went from {record['validation_loss_before']:.3f} to {record['validation_loss_after']:.3f} nats per "
+            f"token; that output layer was then dropped and the classification head trained from the new "
+            f"weights.{layers}")
 
 
 def evaluation(results: dict) -> str:

@@ -171,6 +171,8 @@ class TrainingConfig(OptimisationConfig):
     distillation_alpha: float = setting(0.5, "weight of the label loss; the teacher's soft loss gets 1 - alpha")
     distillation_temperature: float = setting(2.0, "softmax temperature of the teacher's and student's logits")
     group_by_length: bool = setting(False, "batch texts of similar length together: less padding, faster epochs")
+    lm_pretrain_epochs: float = setting(0.0, "lstm: first train the embedding + LSTM as a language model on the "
+                                             "training texts for N epochs (Dai & Le 2015), then fine-tune; 0: off")
 
     def __post_init__(self):
         super().__post_init__()
@@ -179,6 +181,7 @@ class TrainingConfig(OptimisationConfig):
                 "needs --teacher_model_dir to label its texts")
         require(0 <= self.distillation_alpha <= 1, "distillation_alpha", "must be in [0, 1]")
         require(self.distillation_temperature > 0, "distillation_temperature", "must be positive")
+        require(self.lm_pretrain_epochs >= 0, "lm_pretrain_epochs", "must be >= 0 (0 turns it off)")
 
 
 def default_num_train_epochs(arch: str) -> float:

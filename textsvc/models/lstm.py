@@ -56,11 +56,16 @@ class LSTMEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         embedded = self.embedding_dropout(self.embeddings(input_ids))  # (B, T, E)
-        lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()  # (B,) an empty row still gets one step
-        packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
-        states, _ = self.lstm(packed)
-        states, _ = pad_packed_sequence(states, batch_first=True, total_length=input_ids.shape[1])
-        return states  # (B, T, H * directions), zeros past each row's length
+        return packed_states(self.lstm, embedded, attention_mask)  # (B, T, H * directions)
+
+
+def packed_states(lstm: nn.LSTM, embedded: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, E) right-padded inputs -> (B, T, H * directions) states, zeros past each row's length."""
+    lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()  # (B,) an empty row still gets one step
+    packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
+    states, _ = lstm(packed)
+    states, _ = pad_packed_sequence(states, batch_first=True, total_length=embedded.shape[1])
+    return states
 
 
 def pooled_width(mode: str, state_width: int) -> int:
@@ -241,3 +246,60 @@ class LSTMForCausalLM(LSTMPreTrainedModel, GenerationMixin):
                                                labels[:, 1:].reshape(-1), ignore_index=-100)
         use_cache = self.config.use_cache if use_cache is None else use_cache
         return CausalLMOutputWithPast(loss=loss, logits=logits, cache=state if use_cache else None)
+
+
+class LSTMEncoderLM(nn.Module):
+    """A classifier's own embedding + LSTM read as a language model, to pre-train it on unlabelled text before
+    fine-tuning (Dai & Le 2015, "Semi-supervised Sequence Learning"). It holds the classifier's `LSTMEncoder`
+    itself, not a copy, so that what it learns is what fine-tuning starts from; the output layer is its own and is
+    dropped afterwards.
+
+    Directions: the forward direction's state at t predicts token t + 1, the backward direction's state at t token
+    t - 1 (the pair of language models of ELMo, Peters et al. 2018); neither has read the token it predicts. In a
+    stacked bidirectional LSTM the layers above the first read both directions' states, so they would see the
+    token they predict: for it only the embeddings and the first layer are trained (`pretrained_layers`), through
+    a one-layer view sharing that layer's weights; the layers above keep their random start.
+
+    `output_index` maps each token id to its row of the output layer (-100: never predicted), so that the softmax
+    spans the tokens of the training text only: SmolLM2's 49,152 rows would cost more than the LSTM itself.
+    """
+
+    def __init__(self, encoder: LSTMEncoder, output_index: torch.Tensor, dropout: float):
+        super().__init__()
+        self.encoder = encoder
+        lstm = encoder.lstm
+        self.stacked_bidirectional = lstm.bidirectional and lstm.num_layers > 1
+        self.lstm = first_layer_view(lstm) if self.stacked_bidirectional else lstm
+        self.pretrained_layers = 1 if self.stacked_bidirectional else lstm.num_layers
+        self.register_buffer("output_index", output_index, persistent=False)  # (V,)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(lstm.hidden_size, int(output_index.max()) + 1)  # one output layer for both directions
+        # the Trainer must not hand this module `num_items_in_batch`: the loss below is a mean already
+        self.accepts_loss_kwargs = False
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs) -> dict:
+        embedded = self.encoder.embedding_dropout(self.encoder.embeddings(input_ids))  # (B, T, E)
+        states = packed_states(self.lstm, embedded, attention_mask)  # (B, T, H * directions)
+        targets = self.output_index[input_ids].masked_fill(attention_mask == 0, -100)  # (B, T)
+        hidden = self.lstm.hidden_size
+        # forward: the state at t predicts token t + 1 (padding past the end is -100, never scored)
+        losses = [self.token_loss(states[:, :-1, :hidden], targets[:, 1:])]
+        if self.lstm.bidirectional:  # backward: the state at t predicts token t - 1, from real positions t only
+            previous = targets[:, :-1].masked_fill(attention_mask[:, 1:] == 0, -100)
+            losses.append(self.token_loss(states[:, 1:, hidden:], previous))
+        return {"loss": torch.stack(losses).mean()}
+
+    def token_loss(self, states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of (B, T, H) states predicting (B, T) targets, scored where a target is set."""
+        scored = targets != -100  # (B, T)
+        logits = self.head(self.dropout(states[scored]))  # (N, rows): only scored positions reach the softmax
+        return nn.functional.cross_entropy(logits.float(), targets[scored])
+
+
+def first_layer_view(lstm: nn.LSTM) -> nn.LSTM:
+    """A one-layer LSTM whose weights are `lstm`'s first layer's own parameters (shared, not copied)."""
+    view = nn.LSTM(lstm.input_size, lstm.hidden_size, num_layers=1, bidirectional=lstm.bidirectional,
+                   batch_first=lstm.batch_first)
+    for name in view._flat_weights_names:  # weight_ih_l0, ..., bias_hh_l0_reverse
+        setattr(view, name, getattr(lstm, name))  # RNNBase.__setattr__ keeps its flat weight list in step
+    return view

@@ -21,6 +21,7 @@ from transformers import (
     TrainingArguments,
 )
 
+from textsvc.config.common import require
 from textsvc.config.training import (
     LSTM_CLASSIFIER_SIZES,
     ClassifierModelConfig,
@@ -51,6 +52,7 @@ from textsvc.training.embedding_init import (
     embedding_tokenizer,
     pretrained_input_embeddings,
 )
+from textsvc.training.lm_pretraining import lm_pretraining
 from textsvc.training.metrics import classification_report, scalar_metrics
 
 
@@ -143,6 +145,8 @@ def train_classifier(data: DataConfig, model: ClassifierModelConfig, train: Trai
                      callbacks: Sequence[TrainerCallback] = ()) -> Path:
     """Train, evaluate on validation (and test), and write the model directory with its card."""
     started = time.time()
+    require(model.arch == "lstm" or not train.lm_pretrain_epochs, "lm_pretrain_epochs",
+            "applies to --arch lstm only (a transformer brings its own pre-training)")
     run_dir, last_checkpoint = start_run(train)
     splits = load_labelled_splits(data)
     args = training_arguments(train, model, run_dir)
@@ -156,6 +160,7 @@ def train_classifier(data: DataConfig, model: ClassifierModelConfig, train: Trai
         return tokenizer(batch["text"], truncation=True, max_length=model.max_seq_length)
 
     tokenized = splits.splits.map(tokenize, batched=True, remove_columns=["text"], desc="tokenizing")
+    lm_record = lm_pretraining(classifier, tokenized, tokenizer, train, run_dir, resuming=bool(last_checkpoint))
     trainer = make_trainer(classifier, args, tokenizer, tokenized, splits, train, callbacks)
     train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
     results = {"eval": evaluate_split(trainer, tokenized["validation"], splits.label_names)}
@@ -164,6 +169,7 @@ def train_classifier(data: DataConfig, model: ClassifierModelConfig, train: Trai
 
     def write(staging: Path) -> None:
         info = training_info(data, model, train, splits, trainer, train_result.metrics, time.time() - started)
+        info["lm_pretraining"] = lm_record
         save_model_files(staging, trainer, info, {f"{split}_results.json": report for split, report in results.items()})
 
     return publish(trainer, train, run_dir, write)
