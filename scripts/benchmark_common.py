@@ -50,7 +50,8 @@ def carve_sentence_validation(train_tsv: Path, folder: Path, size: int, min_word
 def add_run_flags(parser: argparse.ArgumentParser, runs: dict, output_dir: str, default_runs: list[str]) -> None:
     """The flags every data set's benchmark takes: where runs go, which run, recipe overrides, cards, baseline."""
     parser.add_argument("--output_dir", default=output_dir)
-    parser.add_argument("--runs", nargs="+", choices=sorted(runs), default=default_runs)
+    parser.add_argument("--runs", nargs="*", choices=sorted(runs), default=default_runs,
+                        help="the runs to train (none: the baseline only)")
     parser.add_argument("--overrides", default="{}",
                         help='JSON: {"lstm": {"model": {...}, "train": {...}, "data": {...}}}')
     parser.add_argument("--copy_cards", help="copy each model card to this folder")
