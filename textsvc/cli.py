@@ -75,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="float32 (default), bfloat16, float16, or auto as `serve` picks it: what a dtype "
                                "costs in accuracy")
     evaluate.add_argument("--quantize", default="none", choices=QUANTIZATIONS,
-                          help="generators: none (default) or int8, as `serve --quantize` loads them: what int8 "
-                               "weights cost in accuracy")
+                          help="generators: none (default), int8 or int4, as `serve --quantize` loads them: what "
+                               "quantized weights cost in accuracy")
 
     generate = commands.add_parser("generate", help="continue a prompt with a generator")
     generate.add_argument("--model_dir", required=True, help="the generator's model directory")

@@ -21,7 +21,7 @@ from textsvc.errors import ConfigError
 from textsvc.modeldir import check_model_dir, read_json
 from textsvc.models.lstm import LSTMForCausalLM
 from textsvc.onnx_classifier import OnnxSession
-from textsvc.quantization import quantize_int8_weight_only
+from textsvc.quantization import quantize_weight_only
 from textsvc.tokenization import load_tokenizer
 
 # torch passes pad their texts to a multiple of this many tokens. oneDNN compiles kernels per shape and keeps 1,024
@@ -128,14 +128,14 @@ def is_generator(model_dir: str | Path) -> bool:
 
 def load_generator(model_dir: str | Path, device: str | None = None, dtype: str = "float32",
                    quantize: str = "none") -> LoadedGenerator:
-    """Load weights (safetensors only, no remote code) and tokenizer from a model directory; `quantize` "int8"
-    rounds the linear layers' weights to int8 (`quantization`)."""
+    """Load weights (safetensors only, no remote code) and tokenizer from a model directory; `quantize` "int8" or
+    "int4" rounds the linear layers' weights to that grid (`quantization`)."""
     path, model, target = _load_model(AutoModelForCausalLM, model_dir, device, dtype)
-    if quantize == "int8":
+    if quantize != "none":
         if target.type != "cpu":
-            raise ConfigError("quantize: int8 runs on the CPU only (its packed kernel is a CPU kernel)",
+            raise ConfigError(f"quantize: {quantize} runs on the CPU only (its packed kernel is a CPU kernel)",
                               field="quantize")
-        quantize_int8_weight_only(model)
+        quantize_weight_only(model, quantize)
     info = read_json(path / "training_info.json") or {}
     block = (info.get("hyperparameters") or {}).get("block_size")
     limit = context_length(model)

@@ -12,7 +12,7 @@ from textsvc.config.common import require, setting
 from textsvc.errors import ConfigError
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # what `devices.pick_dtype` turns into a torch dtype
-QUANTIZATIONS = ("none", "int8")  # of a generator's weights, by `quantization.quantize_int8_weight_only`
+QUANTIZATIONS = ("none", "int8", "int4")  # of a generator's weights, by `quantization.quantize_weight_only`
 CLASSIFIER_BACKENDS = ("auto", "torch", "onnxruntime")  # what `devices.pick_classifier_backend` chooses from
 ENV_PREFIX = "TEXTSVC_"  # TEXTSVC_API_KEYS=k1,k2 sets `api_keys`: keys stay out of argv and shell history
 
@@ -35,9 +35,10 @@ class ServingConfig:
     device: str | None = setting(None, "cpu, cuda or cuda:N (default: cuda when present)")
     dtype: str = setting("auto", "float32, bfloat16, float16, or auto: bfloat16 on GPUs that have it and on CPUs "
                                  "with AVX-512 BF16 or AMX, else float32")
-    quantize: str = setting("none", "generators: none, or int8 (weight-only, one scale per output channel; the "
-                                    "CPU only, with dtype bfloat16 or auto on a CPU with BF16): decoding one or a "
-                                    "few streams about 1.6x as fast, for a small loss of accuracy (see the README)")
+    quantize: str = setting("none", "generators, on the CPU: none; int8 (weight-only, one scale per output "
+                                    "channel); or int4 (blocks of 32 with a scale and zero each, llama.cpp's Q4_1 "
+                                    "layout; the output projection int8): decoding one or a few streams faster, "
+                                    "for a small loss of accuracy (see the README)")
     classifier_backend: str = setting("auto", "what runs the classifiers' forward passes: torch, onnxruntime (the "
                                               "CPU only, float32, from an export kept under --home), or auto: on "
                                               "the CPU, when dtype is auto or float32, onnxruntime for lone texts "

@@ -28,7 +28,7 @@ from textsvc.generation.sequence import DecodingSequence, GenerationResult, prom
 from textsvc.generation.stopping import eos_ids
 from textsvc.loading import context_length
 from textsvc.models.lstm import LSTMForCausalLM
-from textsvc.quantization import PACKED_KERNEL_ROWS
+from textsvc.quantization import packed_kernel_rows
 from textsvc.serving.admission import AdmissionQueue
 from textsvc.serving.batch_state import CacheRows, SlotRows, StateRows, plain_key_value_cache
 from textsvc.serving.compute import runner_for
@@ -132,9 +132,9 @@ class GenerationWorker:
 
     def warm_up(self) -> None:
         """Decode a few tokens alone, and, when the step is compiled, in a batch of two and one just above the
-        int8 kernel's row limit (`quantization.PACKED_KERNEL_ROWS`): each compiles its own graph, which no client
-        should wait for."""
-        sizes = [1, 2, PACKED_KERNEL_ROWS + 1] if self.compiled else [1]
+        quantized kernels' row limit (`quantization.packed_kernel_rows`): each compiles its own graph, which no
+        client should wait for."""
+        sizes = [1, 2, packed_kernel_rows() + 1] if self.compiled else [1]
         start = prompt_ids(self.tokenizer, "", None)
         for size in sorted({min(size, self.max_batch_size) for size in sizes}):
             jobs = [Job(start, SamplingConfig(max_new_tokens=3, temperature=0), lambda: False) for _ in range(size)]
