@@ -84,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", default="../shared/data/ag_news/train_sample.tsv")
     add_run_flags(parser, RUNS, "runs/agnews", list(RUNS))
-    parser.add_argument("--bbc_sentences", type=int, default=20000,
+    parser.add_argument("--bbc_sentences", type=int, default=10000,
                         help="BBC News sentences the teacher labels for the distilled runs (0: none)")
     args = parser.parse_args()
     output_root, overrides = Path(args.output_dir), json.loads(args.overrides)
