@@ -1,5 +1,6 @@
-"""What the classifier benchmarks share: the TF-IDF + logistic regression baseline, one textsvc run from a recipe,
-the results table, the summary file and the copied cards. Imported by the `benchmark_*.py` scripts beside it."""
+"""What the classifier benchmarks share: the TF-IDF + logistic regression baseline, one textsvc run from a recipe
+(distilled from a teacher run when the recipe has a distillation_alpha), the transfer sentences, the results table,
+the summary file and the copied cards. Imported by the `benchmark_*.py` scripts beside it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import csv
 import json
 import random
+import re
 import shutil
 import time
 from pathlib import Path
@@ -47,6 +49,34 @@ def carve_sentence_validation(train_tsv: Path, folder: Path, size: int, min_word
     return write_rows(train, folder / "train.tsv"), write_rows(validation, folder / "validation.tsv")
 
 
+def write_transfer_sentences(documents: list[str], target: Path, count: int, seed: int = 0) -> Path:
+    """`count` sentences of 4-50 words drawn (seeded) from unlabelled `documents`: a distillation transfer set."""
+    sentences = [s.strip() for document in documents for s in re.split(r"(?<=[.!?])\s+", document)]
+    sentences = [s for s in sentences if 4 <= len(s.split()) <= 50]
+    random.Random(seed).shuffle(sentences)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("\n".join(sentences[:count]) + "\n", encoding="utf-8")
+    return target
+
+
+def is_taught(spec: dict) -> bool:
+    """Whether a recipe learns from a teacher's logits (and so needs the teacher run first)."""
+    return "distillation_alpha" in spec.get("train", {})
+
+
+def teacher_first(names: list[str], runs: dict) -> list[str]:
+    """`names` in an order that trains every teacher before the runs it teaches."""
+    return sorted(names, key=lambda name: is_taught(runs[name]))
+
+
+def teacher_settings(spec: dict, teacher_dirs: list[str], transfer_file: Path | None) -> dict:
+    """The training settings a taught recipe adds: its teachers and the transfer texts they label; none otherwise."""
+    if not is_taught(spec):
+        return {}
+    transfer = {"transfer_file": str(transfer_file)} if transfer_file else {}
+    return {"teacher_model_dir": tuple(teacher_dirs), **transfer}
+
+
 def add_run_flags(parser: argparse.ArgumentParser, runs: dict, output_dir: str, default_runs: list[str]) -> None:
     """The flags every data set's benchmark takes: where runs go, which run, recipe overrides, cards, baseline."""
     parser.add_argument("--output_dir", default=output_dir)
@@ -57,6 +87,8 @@ def add_run_flags(parser: argparse.ArgumentParser, runs: dict, output_dir: str, 
     parser.add_argument("--copy_cards", help="copy each model card to this folder")
     parser.add_argument("--no_baseline", action="store_true")
     parser.add_argument("--disable_tqdm", action="store_true")
+    parser.add_argument("--teacher_dirs", nargs="+", help="teachers of the distilled runs (default: the teacher run "
+                                                          "in --output_dir)")
 
 
 def tfidf_baseline(train_texts: list[str], train_labels: list, test_texts: list[str], test_labels: list,

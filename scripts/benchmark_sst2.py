@@ -22,10 +22,14 @@ from benchmark_common import (
     add_run_flags,
     carve_sentence_validation,
     copy_card,
+    is_taught,
     read_rows,
     report,
     run_recipe,
+    teacher_first,
+    teacher_settings,
     tfidf_baseline,
+    write_transfer_sentences,
 )
 
 RUNS = {
@@ -66,21 +70,14 @@ CARD_NAMES = {"lstm": "sst2-lstm", "minilm": "sst2-minilm-l6", "lstm-distilled":
               "lstm-smollm2-frozen-distilled": "sst2-lstm-smollm2-frozen-distilled"}
 
 
-def write_transfer_sentences(imdb_csv: Path, target: Path, count: int, seed: int = 0) -> Path:
+def imdb_transfer_sentences(imdb_csv: Path, target: Path, count: int) -> Path:
     """Sentences from IMDB reviews (same domain as SST-2, no labels used) as a distillation transfer set."""
     import gzip
-    import random
-    import re
 
     opener = gzip.open if imdb_csv.suffix == ".gz" else open
     with opener(imdb_csv, "rt", encoding="utf-8", newline="") as handle:
-        reviews = [row["text"] for row in csv.DictReader(handle)]
-    sentences = [s.strip() for review in reviews for s in re.split(r"(?<=[.!?])\s+", review.replace("<br />", " "))]
-    sentences = [s for s in sentences if 4 <= len(s.split()) <= 50]
-    random.Random(seed).shuffle(sentences)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("\n".join(sentences[:count]) + "\n", encoding="utf-8")
-    return target
+        reviews = [row["text"].replace("<br />", " ") for row in csv.DictReader(handle)]
+    return write_transfer_sentences(reviews, target, count)
 
 
 def read_tsv(path: Path) -> tuple[list[str], list[int]]:
@@ -95,15 +92,11 @@ def tfidf_on_dev(data_dir: Path) -> dict:
 
 def run_textsvc(name: str, files: dict, output_root: Path, overrides: dict, disable_tqdm: bool,
                 transfer_file: Path | None = None, teacher_dirs: list[str] | None = None) -> dict:
-    spec = RUNS[name]
-    extra = {}
-    if "distillation_alpha" in spec["train"]:
-        extra["teacher_model_dir"] = tuple(teacher_dirs or [str(output_root / CARD_NAMES[TEACHER])])
-        if transfer_file:
-            extra["transfer_file"] = str(transfer_file)
+    teachers = teacher_dirs or [str(output_root / CARD_NAMES[TEACHER])]
     data = {**files, "label_names": ("negative", "positive")}
-    return run_recipe(spec, overrides, output_root / CARD_NAMES[name], data,
-                      {"disable_tqdm": disable_tqdm, "logging_steps": 200, "license": "other", **extra})
+    return run_recipe(RUNS[name], overrides, output_root / CARD_NAMES[name], data,
+                      {"disable_tqdm": disable_tqdm, "logging_steps": 200, "license": "other",
+                       **teacher_settings(RUNS[name], teachers, transfer_file)})
 
 
 def main() -> None:
@@ -114,24 +107,20 @@ def main() -> None:
     parser.add_argument("--transfer_sentences", type=int, default=40000)
     parser.add_argument("--validation_size", type=int, default=2000)
     parser.add_argument("--min_words", type=int, default=10, help="shortest training row that may validate")
-    parser.add_argument("--teacher_dirs", nargs="+",
-                        help=f"teachers of the distilled runs (default: the {TEACHER!r} run in --output_dir)")
     args = parser.parse_args()
     data_dir, output_root = Path(args.data_dir), Path(args.output_dir)
     overrides = json.loads(args.overrides)
 
     results = {} if args.no_baseline else {"tfidf+logreg (baseline)": tfidf_on_dev(data_dir)}
     transfer_file = None
-    taught = [name for name in args.runs if "distillation_alpha" in RUNS[name]["train"]]
-    if args.imdb_csv and taught:
-        transfer_file = write_transfer_sentences(Path(args.imdb_csv), output_root / "imdb_sentences.txt",
-                                                 args.transfer_sentences)
+    if args.imdb_csv and any(is_taught(RUNS[name]) for name in args.runs):
+        transfer_file = imdb_transfer_sentences(Path(args.imdb_csv), output_root / "imdb_sentences.txt",
+                                                args.transfer_sentences)
     train_file, validation_file = carve_sentence_validation(data_dir / "train.tsv", output_root / "data",
                                                             args.validation_size, args.min_words)
     files = {"train_file": str(train_file), "validation_file": str(validation_file),
              "test_file": str(data_dir / "dev.tsv")}
-    order = sorted(args.runs, key=lambda name: name in taught)  # the teacher first
-    for name in order:
+    for name in teacher_first(args.runs, RUNS):
         results[name] = run_textsvc(name, files, output_root, overrides.get(name, {}), args.disable_tqdm,
                                     transfer_file, args.teacher_dirs)
         copy_card(results[name], args.copy_cards, CARD_NAMES[name])
