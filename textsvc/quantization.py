@@ -45,11 +45,12 @@ class WeightOnlyLinear(nn.Module):
 
     kind = ""
 
-    def __init__(self, linear: nn.Linear, dequantized: torch.Tensor, tied: bool, packed_rows: int):
+    def __init__(self, linear: nn.Linear, dequantized: torch.Tensor, tied: bool, packed_rows: int | None):
         super().__init__()
         self.tied = tied  # its weight is also another module's (an output projection tied to the input embedding)
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.packed_rows = packed_rows  # a plain int: compiled graphs guard on it rather than read it
+        # a plain int: compiled graphs guard on it rather than read it
+        self.packed_rows = packed_kernel_rows() if packed_rows is None else packed_rows
         self.dequantized = nn.Buffer(dequantized.to(linear.weight.dtype))
         self.bias = linear.bias
 
@@ -75,8 +76,7 @@ class Int8WeightOnlyLinear(WeightOnlyLinear):
         weight = linear.weight.detach().float()  # (out, in)
         scales = weight.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127  # (out,)
         values = torch.round(weight / scales[:, None]).clamp(-127, 127)
-        super().__init__(linear, values * scales[:, None], tied, packed_kernel_rows() if packed_rows is None
-                         else packed_rows)
+        super().__init__(linear, values * scales[:, None], tied, packed_rows)
         self.weight_int8 = nn.Buffer(values.to(torch.int8))
         self.scales = nn.Buffer(scales.to(torch.bfloat16))
 
@@ -95,8 +95,7 @@ class Int4WeightOnlyLinear(WeightOnlyLinear):
         low, high = blocks.amin(dim=-1, keepdim=True), blocks.amax(dim=-1, keepdim=True)
         scales = ((high - low) / 15).clamp(min=torch.finfo(torch.float32).tiny)  # (out, blocks, 1)
         values = torch.round((blocks - low) / scales).clamp(0, 15)
-        super().__init__(linear, (values * scales + low).reshape(out_features, in_features), tied,
-                         packed_kernel_rows() if packed_rows is None else packed_rows)
+        super().__init__(linear, (values * scales + low).reshape(out_features, in_features), tied, packed_rows)
         # the kernel computes (q - 8) * scale + zero, with scales and zeros as (blocks, out, 2)
         zeros = low + 8 * scales
         self.scales_and_zeros = nn.Buffer(torch.cat([scales, zeros], dim=-1).transpose(0, 1).to(torch.bfloat16)
