@@ -14,7 +14,7 @@ from textsvc.config.common import build_configs
 from textsvc.config.sampling import SamplingConfig
 from textsvc.errors import ConfigError
 from textsvc.generation.loop import generate, stream
-from textsvc.generation.sampling import Sampler
+from textsvc.generation.sampling import Sampler, pick_tokens
 from textsvc.loading import load_generator
 
 PROMPT = "the old man"
@@ -41,7 +41,53 @@ def test_a_tiny_temperature_samples_the_argmax_not_nan(logits):
     # 5 / 1e-200 overflows to inf, and softmax(inf, inf) is NaN: fuzzing /v1/completions found it as a 500
     for seed in range(3):
         sampler = Sampler(SamplingConfig(temperature=1e-200, seed=seed), torch.device("cpu"))
-        assert sampler.pick([0], torch.tensor([logits])) == 1
+        assert pick_tokens([sampler], [[0]], torch.tensor([logits])) == [1]
+
+
+def sampler(**settings) -> Sampler:
+    return Sampler(SamplingConfig(**settings), torch.device("cpu"))
+
+
+def test_each_row_of_a_batch_keeps_its_own_settings_and_seed():
+    logits = torch.randn(5, 300, generator=torch.Generator().manual_seed(0))  # (B, V)
+    histories = [[1, 2, 3], [4], [5, 6], [7, 8, 9, 10], [11]]
+    settings = [{"temperature": 0}, {"temperature": 0.7, "top_k": 5, "seed": 1},
+                {"temperature": 1.3, "top_p": 0.8, "seed": 2}, {"temperature": 0, "repetition_penalty": 1.5},
+                {"temperature": 1.0, "repetition_penalty": 1.3, "seed": 3}]
+    batched = pick_tokens([sampler(**s) for s in settings], histories, logits)
+    alone = [pick_tokens([sampler(**s)], [history], logits[i:i + 1])[0]
+             for i, (s, history) in enumerate(zip(settings, histories))]
+    assert batched == alone  # a row's pick depends on its own logits and seed, not on its neighbours
+    assert batched[0] == int(logits[0].argmax())
+
+
+@pytest.mark.parametrize("settings, allowed", [
+    ({"temperature": 1.0, "top_k": 3}, 3),  # the 3 likeliest only
+    ({"temperature": 1.0, "top_p": 0.5}, 1),  # the top token holds over half the mass
+    ({"temperature": 1.0, "top_k": 1, "top_p": 0.99}, 1),
+])
+def test_top_k_and_top_p_draw_only_inside_their_set(settings, allowed):
+    logits = torch.tensor([[8.0, 5.0, 4.5, 4.0, 3.0, 0.0]])
+    drawn = {pick_tokens([sampler(seed=seed, **settings)], [[0]], logits)[0] for seed in range(200)}
+    assert drawn <= set(range(allowed)) and (len(drawn) > 1) == (allowed > 1)
+
+
+def test_draws_follow_the_softmax():
+    logits = torch.tensor([[0.0, 1.0, 2.0]])
+    counts = torch.bincount(torch.tensor([pick_tokens([sampler(temperature=1.0, seed=seed)], [[0]], logits)[0]
+                                          for seed in range(3000)]), minlength=3)
+    expected = torch.softmax(logits[0], dim=0) * 3000  # 270, 734, 1995
+    assert ((counts - expected).abs() < 5 * expected.sqrt()).all(), counts  # within 5 standard deviations
+
+
+def test_repetition_penalty_matches_transformers():
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    logits = torch.tensor([[2.0, -1.0, 1.9, 0.5]])
+    expected = RepetitionPenaltyLogitsProcessor(2.0)(torch.tensor([[0]]), logits.clone()).argmax(dim=-1).item()
+    assert pick_tokens([sampler(temperature=0, repetition_penalty=2.0)], [[0]], logits) == [expected] == [2]
+    # a negative score already seen is pushed further down
+    assert pick_tokens([sampler(temperature=0, repetition_penalty=2.0)], [[0]], torch.tensor([[-0.1, -0.15]])) == [1]
 
 
 def test_fixed_seed_repeats_and_other_seeds_differ(loaded):

@@ -136,7 +136,10 @@ def test_concurrent_generations_share_batches_and_match_one_at_a_time(models_dir
     loaded = load_generator(models_dir / name, "cpu")
     worker = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=4, max_queue_size=16,
                               on_batch=sizes.append)
-    configs = [SamplingConfig(max_new_tokens=8 + 2 * i, temperature=0 if i % 2 else 0.9, seed=i, top_k=20)
+    # each row with settings of its own: greedy, top-k, top-p, a repetition penalty
+    configs = [SamplingConfig(max_new_tokens=8 + 2 * i, temperature=0 if i % 2 else 0.9 + 0.1 * i, seed=i,
+                              top_k=20 if i < 3 else 0, top_p=0.9 if i > 1 else 1.0,
+                              repetition_penalty=1.3 if i == 4 else 1.0)
                for i in range(len(PROMPTS))]
     jobs = [worker.submit(prompt, config) for prompt, config in zip(PROMPTS, configs)]  # 5 jobs, 4 seats
     texts = ["".join(event.text for event in job) for job in jobs]

@@ -14,7 +14,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from textsvc.config.sampling import SamplingConfig
-from textsvc.generation.sequence import DecodingSequence, GenerationResult, prompt_ids
+from textsvc.generation.sequence import DecodingSequence, GenerationResult, next_tokens, prompt_ids
 from textsvc.generation.stopping import eos_ids
 from textsvc.loading import context_length
 
@@ -62,7 +62,7 @@ class TextStream:
                                     self.config, eos_ids(self.model, self.tokenizer), self.model.device)
         logits = state.feed(sequence.history, sequence.history)
         while True:
-            if piece := sequence.step(logits):
+            if piece := sequence.step(next_tokens([sequence], logits)[0], logits):
                 yield piece
             if sequence.done:
                 break

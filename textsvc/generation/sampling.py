@@ -1,74 +1,91 @@
-"""Sampling: logits -> next token through transformers' logits processors, seeded so that a request replays."""
+"""Sampling: (B, V) logits -> one next token per row, each row under its own settings and seeded generator, in one
+pass over the batch on the logits' device.
+
+transformers' logits processors take one temperature, top-k and top-p for a whole batch; a serving batch mixes
+requests with settings of their own, so the same steps are written here over per-row settings, in `generate()`'s
+order and with its definitions (CTRL's repetition penalty, then temperature, top-k, top-p). The draw is the
+exponential race (argmax of p / E with E ~ Exp(1) per token, which picks token i with probability p_i; vLLM samples
+seeded rows the same way): each row's noise comes from its own generator, so a row's token depends on its logits
+and its seed alone, never on the other rows of its batch, and a seeded request gives the same text alone or batched.
+"""
 
 from __future__ import annotations
 
 import random
 
 import torch
-from transformers import (
-    LogitsProcessor,
-    LogitsProcessorList,
-    RepetitionPenaltyLogitsProcessor,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
 
 from textsvc.config.sampling import SamplingConfig
 
 
-class Temperature(LogitsProcessor):
-    """transformers' TemperatureLogitsWarper, safe for tiny temperatures: scores less their maximum, then divided, the
-    maximum kept at 0. Dividing raw scores by 1e-200 (0 in float32) overflows to inf and NaN, whose softmax fails
-    (fuzzing /v1/completions found it as a 500); shifted, the others fall to -inf at worst, so a tiny temperature
-    samples the argmax, its limit. Softmax, top-k and top-p are unchanged by the shift."""
-
-    def __init__(self, temperature: float):
-        self.temperature = temperature
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        shifted = scores - scores.max(dim=-1, keepdim=True).values
-        return torch.where(shifted == 0, shifted, shifted / self.temperature)
-
-
-def logits_processors(config: SamplingConfig) -> LogitsProcessorList:
-    """The transformers processors for `config`, in `generate()`'s order: penalty, then temperature, top-k, top-p."""
-    processors = LogitsProcessorList()
-    if config.repetition_penalty != 1.0:
-        processors.append(RepetitionPenaltyLogitsProcessor(config.repetition_penalty))
-    if not config.greedy:
-        if config.temperature != 1.0:
-            processors.append(Temperature(config.temperature))
-        if config.top_k:
-            processors.append(TopKLogitsWarper(config.top_k))
-        if config.top_p < 1.0:
-            processors.append(TopPLogitsWarper(config.top_p))
-    return processors
-
-
 class Sampler:
-    """One sequence's token choice: `config`'s processors, then the argmax (greedy) or a draw from a seeded generator.
+    """One sequence's sampling settings and its seeded generator.
 
     `seed` is the one used (drawn at random when the config gives none), so that a request can be replayed; None for
     greedy decoding, which needs none.
     """
 
     def __init__(self, config: SamplingConfig, device: torch.device):
-        self.greedy, self.processors = config.greedy, logits_processors(config)
+        self.greedy, self.temperature = config.greedy, config.temperature
+        self.top_k, self.top_p, self.penalty = config.top_k, config.top_p, config.repetition_penalty
         self.seed = None if config.greedy else (config.seed if config.seed is not None
                                                 else random.SystemRandom().randrange(2**63))
         self.generator = None if self.seed is None else torch.Generator(device=device).manual_seed(self.seed)
 
     @property
     def plain_greedy(self) -> bool:
-        """Greedy with no processor: the argmax of the raw logits, which a batch computes for all its rows at once."""
-        return self.greedy and not self.processors
+        """The argmax of the raw logits: nothing to compute but the batch's argmax."""
+        return self.greedy and self.penalty == 1.0
 
-    def pick(self, history: list[int], logits: torch.Tensor) -> int:
-        """The token that follows `history`, given the (1, V) logits after it (left unchanged)."""
-        scores = logits
-        if self.processors:  # the penalty reads the text so far; a processor may write into its scores
-            scores = self.processors(torch.tensor([history], device=logits.device), logits.clone())
-        if self.greedy:
-            return int(scores.argmax(dim=-1))
-        probabilities = torch.softmax(scores.float(), dim=-1)  # (1, V)
-        return int(torch.multinomial(probabilities, 1, generator=self.generator))
+
+def pick_tokens(samplers: list[Sampler], histories: list[list[int]], logits: torch.Tensor) -> list[int]:
+    """The next token of each row of the (B, V) `logits` (left unchanged), row i following `histories[i]` under
+    `samplers[i]`; one host sync for the batch."""
+    scores = logits.float()  # (B, V)
+    if any(sampler.penalty != 1.0 for sampler in samplers):
+        scores = _penalize(scores, histories, [sampler.penalty for sampler in samplers])
+    tokens = scores.argmax(dim=-1)  # (B,) the greedy rows' picks
+    drawn = [row for row, sampler in enumerate(samplers) if not sampler.greedy]
+    if drawn:
+        rows = torch.tensor(drawn, device=scores.device)
+        tokens[rows] = _draw(scores[rows], [samplers[row] for row in drawn])
+    return tokens.tolist()
+
+
+def _penalize(scores: torch.Tensor, histories: list[list[int]], penalties: list[float]) -> torch.Tensor:
+    """CTRL's repetition penalty (Keskar et al. 2019), as transformers applies it: the score of every token already
+    in a row's text is divided by the row's penalty when positive, multiplied when negative."""
+    longest = max(len(history) for history in histories)
+    # (B, T) each row's tokens, padded by repeating its first one (a token penalized twice gets the same value)
+    ids = torch.tensor([history + history[:1] * (longest - len(history)) for history in histories],
+                       device=scores.device)
+    penalty = torch.tensor(penalties, device=scores.device)[:, None]  # (B, 1)
+    seen = scores.gather(1, ids)
+    return scores.scatter(1, ids, torch.where(seen < 0, seen * penalty, seen / penalty))
+
+
+def _draw(scores: torch.Tensor, samplers: list[Sampler]) -> torch.Tensor:
+    """(b,) tokens drawn from the (b, V) scores after each row's temperature, top-k and top-p."""
+    device = scores.device
+    temperature = torch.tensor([sampler.temperature for sampler in samplers], device=device)[:, None]  # (b, 1)
+    # less the maximum, then divided: a tiny temperature sends the others to -inf instead of overflowing the maximum
+    # to inf (whose softmax is NaN; fuzzing /v1/completions found it as a 500), so it samples the argmax, its limit
+    shifted = scores - scores.max(dim=-1, keepdim=True).values
+    scores = torch.where(shifted == 0, shifted, shifted / temperature)
+    top_k = [min(sampler.top_k, scores.shape[-1]) for sampler in samplers]
+    if any(top_k):
+        kth = scores.topk(max(top_k), dim=-1).values  # (b, k) descending
+        k = torch.tensor(top_k, device=device)[:, None]
+        threshold = kth.gather(1, (k - 1).clamp(min=0)).masked_fill(k == 0, -torch.inf)  # (b, 1); 0 is off
+        scores = scores.masked_fill(scores < threshold, -torch.inf)
+    if any(sampler.top_p < 1.0 for sampler in samplers):
+        top_p = torch.tensor([sampler.top_p for sampler in samplers], device=device)[:, None]
+        ascending, order = scores.sort(dim=-1)
+        remove = ascending.softmax(dim=-1).cumsum(dim=-1) <= 1 - top_p  # (b, V) the tail outside the top-p mass
+        remove[:, -1] = False  # the likeliest token always stays
+        scores = scores.masked_fill(remove.scatter(1, order, remove), -torch.inf)
+    probabilities = scores.softmax(dim=-1)  # (b, V)
+    noise = torch.stack([torch.empty_like(probabilities[0]).exponential_(generator=sampler.generator)
+                         for sampler in samplers])  # (b, V) each row from its own generator
+    # a draw of exactly 0 would make 0 / 0 = NaN for a removed token, and argmax would pick the NaN
+    return (probabilities / noise.clamp_(min=torch.finfo(noise.dtype).tiny)).argmax(dim=-1)

@@ -12,7 +12,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from textsvc.config.sampling import SamplingConfig
-from textsvc.generation.sampling import Sampler
+from textsvc.generation.sampling import Sampler, pick_tokens
 from textsvc.generation.stopping import StopMatcher
 from textsvc.generation.streaming import TextDecoder
 
@@ -44,6 +44,15 @@ class GenerationResult:
     logprobs: tuple[TokenLogprob, ...] | None  # only when the config asked for them
 
 
+def next_tokens(sequences: list[DecodingSequence], logits: torch.Tensor) -> list[int]:
+    """The next token of each sequence, from the (B, V) logits after each (row i is sequence i's), the whole batch in
+    one pass; plain greedy batches take the argmax alone."""
+    samplers = [sequence.sampler for sequence in sequences]
+    if all(sampler.plain_greedy for sampler in samplers):
+        return logits.argmax(dim=-1).tolist()
+    return pick_tokens(samplers, [sequence.history for sequence in sequences], logits)
+
+
 def prompt_ids(tokenizer: PreTrainedTokenizerBase, prompt: str, limit: int | None) -> list[int]:
     """The prompt's tokens (its last `limit - 1` when too long); an empty prompt starts from BOS or EOS."""
     ids = tokenizer(prompt, verbose=False)["input_ids"] if prompt else []
@@ -72,12 +81,8 @@ class DecodingSequence:
     def done(self) -> bool:
         return self.finish is not None
 
-    def step(self, logits: torch.Tensor, argmax: int | None = None) -> str:
-        """Pick the next token from the (1, V) logits after the text so far; return the text it releases.
-
-        `argmax`, the logits' argmax computed with the rest of a batch, stands for the pick of a plain greedy
-        sequence (one host sync per batch rather than one per row)."""
-        token = argmax if argmax is not None and self.sampler.plain_greedy else self.sampler.pick(self.history, logits)
+    def step(self, token: int, logits: torch.Tensor) -> str:
+        """Take `token` (picked by `next_tokens`) after the (1, V) `logits`; return the text it releases."""
         self.token_ids.append(token)
         if self.config.logprobs:
             self.logprobs.append(torch.log_softmax(logits, dim=-1)[0, token].item())

@@ -24,7 +24,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from textsvc.config.sampling import SamplingConfig, fit_to_context
-from textsvc.generation.sequence import DecodingSequence, GenerationResult, prompt_ids
+from textsvc.generation.sequence import DecodingSequence, GenerationResult, next_tokens, prompt_ids
 from textsvc.generation.stopping import eos_ids
 from textsvc.loading import context_length
 from textsvc.models.lstm import LSTMForCausalLM
@@ -180,9 +180,9 @@ class GenerationWorker:
             tokens = torch.tensor([[sequence.history[-1]] for _, sequence in running], device=self.model.device)
             self.on_batch(len(running))
             logits = self._rows.step(self._decode if isinstance(self._rows, SlotRows) else self.model, tokens)
-            argmax = logits.argmax(dim=-1).tolist()  # (B,) the picks of the plain greedy rows
+            tokens = next_tokens([sequence for _, sequence in running], logits)
             for index, (job, sequence) in enumerate(running):
-                self._emit(job, sequence, sequence.step(logits[index:index + 1], argmax[index]))
+                self._emit(job, sequence, sequence.step(tokens[index], logits[index:index + 1]))
         except Exception as error:  # every request of this batch fails; the worker lives on
             log.exception("a decoding step failed on %s", self.name)
             for job, _ in running:
@@ -206,9 +206,9 @@ class GenerationWorker:
             return None
         try:
             sequences, logits, rows = self._prefill(jobs)
-            argmax = logits.argmax(dim=-1).tolist()  # (B,)
+            tokens = next_tokens(sequences, logits)
             for index, (job, sequence) in enumerate(zip(jobs, sequences)):
-                self._emit(job, sequence, sequence.step(logits[index:index + 1], argmax[index]))
+                self._emit(job, sequence, sequence.step(tokens[index], logits[index:index + 1]))
         except Exception as error:  # these requests fail; the running ones go on
             log.exception("prefill failed on %s", self.name)
             for job in jobs:
