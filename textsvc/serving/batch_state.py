@@ -90,11 +90,11 @@ class SlotRows:
     positions 0..next[i]-start[i]-1. Attention reads each row's own span through a 4D additive mask, so rows of any
     lengths decode together, as they do in `generate()`.
 
-    With `static_shapes`, attention reads the whole capacity every step rather than the longest row's span, so that
+    A step with `whole_capacity` attends over the seats' whole capacity rather than the longest row's span, so that
     a compiled step sees a new shape only when the batch size changes or the seats grow (see `GenerationWorker`)."""
 
-    def __init__(self, seats: int, static_shapes: bool = False):
-        self.seats, self.static_shapes = seats, static_shapes
+    def __init__(self, seats: int):
+        self.seats = seats
         self._store: torch.Tensor | None = None  # (2, layers, seats, heads, capacity, head_dim): keys, values
         self.keys: list[torch.Tensor] = []  # per layer, views of the store
         self.values: list[torch.Tensor] = []
@@ -125,11 +125,11 @@ class SlotRows:
                 self._store[:, :, seat, :, :used] = self._store[:, :, row, :, :used]
         self.start, self.next = [self.start[row] for row in keep], [self.next[row] for row in keep]
 
-    def step(self, model: PreTrainedModel, tokens: torch.Tensor) -> torch.Tensor:
+    def step(self, model: PreTrainedModel, tokens: torch.Tensor, whole_capacity: bool = False) -> torch.Tensor:
         """One token for every row: (B, 1) tokens in, (B, V) float32 logits out."""
         device, dtype = self.keys[0].device, self.keys[0].dtype
         self._grow(max(self.next) + 1)
-        length = self._store.shape[-2] if self.static_shapes else max(self.next) + 1
+        length = self._store.shape[-2] if whole_capacity else max(self.next) + 1
         start = torch.tensor(self.start, device=device)
         write_at = torch.tensor(self.next, device=device)
         span = torch.arange(length, device=device)
@@ -139,7 +139,7 @@ class SlotRows:
         cache.rows, cache.write_at, cache.length = torch.arange(len(self.next), device=device), write_at, length
         inputs = {"input_ids": tokens, "attention_mask": mask[:, None, None, :],
                   "position_ids": (write_at - start)[:, None]}
-        if self.static_shapes and len(self.next) > 1:  # one compiled graph for every batch size above 1
+        if whole_capacity and len(self.next) > 1:  # one compiled graph for every batch size above 1
             for tensor in (*inputs.values(), cache.rows, write_at):
                 torch._dynamo.mark_dynamic(tensor, 0)
         output = model(**inputs, cache=cache, use_cache=True)

@@ -87,6 +87,7 @@ class GenerationWorker:
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, max_batch_size: int,
                  max_queue_size: int, retry_after_s: int = 1, name: str = "generator", compile_decoding: bool = False,
+                 compiled_rows: int | None = None,
                  on_batch: Callable[[int], None] = lambda size: None,
                  on_depth: Callable[[int], None] = lambda depth: None,
                  on_first_token: Callable[[float], None] = lambda seconds: None,
@@ -103,11 +104,15 @@ class GenerationWorker:
         # (a (B, T, V) product) is skipped where the model's forward takes `logits_to_keep`
         takes = "logits_to_keep" in inspect.signature(model.forward).parameters
         self._last_logits_only = {"logits_to_keep": 1} if takes else {}
-        # torch.compile fuses a step's hundreds of small ops (norms, rotary positions, residuals): on the 2-core CPU,
-        # SmolLM2 in int8 decoded one stream in 22 ms a step compiled against 30 eager. It compiles a graph for batches
-        # of one, one for larger batches (dynamic in the batch size), and one each time the seats grow; prefills and
+        # torch.compile fuses a step's hundreds of small ops (norms, rotary positions, residuals), which is what one
+        # or a few rows spend their time on: on the 2-core CPU, SmolLM2 in int8 decoded one stream in 22 ms a step
+        # compiled against 30 eager. Larger batches spend it in the products instead, where the compiled graph (which
+        # attends over the seats' whole capacity, so that it does not recompile as rows grow) lost to the eager step:
+        # so only batches of up to `compiled_rows` (default: the quantized kernels' row limit) run compiled, in one
+        # graph for batches of one and one dynamic in the batch size, plus one each time the seats grow; prefills and
         # the LSTM stay eager
         self.compiled = compile_decoding and self.max_batch_size > 1 and not isinstance(model, LSTMForCausalLM)
+        self.compiled_rows = (packed_kernel_rows() if compiled_rows is None else compiled_rows) if self.compiled else 0
         self._decode = torch.compile(model, dynamic=None) if self.compiled else model
         self.queue: AdmissionQueue[Job] = AdmissionQueue(max_queue_size, name=name, retry_after_s=retry_after_s,
                                                          on_depth=on_depth)
@@ -131,10 +136,10 @@ class GenerationWorker:
         return job
 
     def warm_up(self) -> None:
-        """Decode a few tokens alone, and, when the step is compiled, in a batch of two and one just above the
-        quantized kernels' row limit (`quantization.packed_kernel_rows`): each compiles its own graph, which no
-        client should wait for."""
-        sizes = [1, 2, packed_kernel_rows() + 1] if self.compiled else [1]
+        """Decode a few tokens alone, and, when the step is compiled, in a batch of two and of `compiled_rows`
+        (where the quantized kernels give way to matmuls): each compiles its own graph, which no client should wait
+        for."""
+        sizes = [1, 2, self.compiled_rows] if self.compiled else [1]
         start = prompt_ids(self.tokenizer, "", None)
         for size in sorted({min(size, self.max_batch_size) for size in sizes}):
             jobs = [Job(start, SamplingConfig(max_new_tokens=3, temperature=0), lambda: False) for _ in range(size)]
@@ -179,7 +184,10 @@ class GenerationWorker:
         try:
             tokens = torch.tensor([[sequence.history[-1]] for _, sequence in running], device=self.model.device)
             self.on_batch(len(running))
-            logits = self._rows.step(self._decode if isinstance(self._rows, SlotRows) else self.model, tokens)
+            if isinstance(self._rows, SlotRows) and len(running) <= self.compiled_rows:
+                logits = self._rows.step(self._decode, tokens, whole_capacity=True)
+            else:
+                logits = self._rows.step(self.model, tokens)
             tokens = next_tokens([sequence for _, sequence in running], logits)
             for index, (job, sequence) in enumerate(running):
                 self._emit(job, sequence, sequence.step(tokens[index], logits[index:index + 1]))
@@ -227,7 +235,7 @@ class GenerationWorker:
             return rows if self._rows is None else self._rows.join(rows)
         if self.max_batch_size == 1:
             return rows  # a cache of its own kind: one sequence runs at a time in it
-        return (self._rows or SlotRows(self.max_batch_size, static_shapes=self.compiled)).join(rows)
+        return (self._rows or SlotRows(self.max_batch_size)).join(rows)
 
     def _prefill(self, jobs: list[Job]) -> tuple[list[DecodingSequence], torch.Tensor, StateRows | CacheRows]:
         """The jobs' sequences, the (B, V) logits after their prompts, and their state as one batch.
