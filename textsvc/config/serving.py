@@ -85,9 +85,10 @@ class ServingConfig:
                                                          "unset: no CORS headers, so browsers allow this origin only")
     log_texts: bool = setting(False, "put prompts and texts in the per-request log line")
     warmup: bool = setting(True, "one tiny request per model before /ready says yes")
-    compile_decoding: bool = setting(False, "transformer generators: compile the decoding step with torch.compile, "
-                                            "during warm-up (a minute or two per model on 2 cores; a C++ compiler "
-                                            "on the CPU): one or a few streams decode about 1.3x as fast")
+    compile_decoding: bool = setting(False, "transformer generators: compile the decoding step of batches up to "
+                                            "the quantized kernels' row limit with torch.compile, during warm-up "
+                                            "(up to a few minutes per model on 2 cores; a C++ compiler on the "
+                                            "CPU): one or a few streams decode about 1.3x as fast")
     load_in_background: bool = setting(False, "answer /health (and 503 on /ready) while models load")
 
     def __post_init__(self):
