@@ -106,10 +106,11 @@ def plot(rounds: list[dict], args, output_dir: Path) -> None:
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     left.plot(classify_levels, [m[f"textsvc_classify_c{c}"]["texts_per_s"] for c in classify_levels], "o-",
               label="textsvc /classify")
-    for name, label in (("pipeline_1", "pipeline, 1 at a time"), ("onnx_1", "ONNX Runtime, 1 at a time"),
-                        ("raw_forward_32_sorted", "raw forward, batch 32 sorted")):
+    for color, (name, label) in enumerate((("pipeline_1", "pipeline, 1 at a time"),
+                                           ("onnx_1", "ONNX Runtime, 1 at a time"),
+                                           ("raw_forward_32_sorted", "raw forward, batch 32 sorted")), start=1):
         if name in m:
-            left.axhline(m[name]["texts_per_s"], linestyle="--", label=label, color=None)
+            left.axhline(m[name]["texts_per_s"], linestyle="--", label=label, color=f"C{color}")
     left.set(xlabel="concurrent clients", ylabel="texts/s", title="Classification", xscale="log")
     left.legend(fontsize=8)
     right.plot(stream_levels, [m[f"textsvc_streams_{s}"]["output_tokens_per_s"] for s in stream_levels], "o-",

@@ -68,7 +68,7 @@ def server(tmp_path_factory, lstm_dir, lstm_lm_dir):
         try:
             urllib.request.urlopen(url + "/health", timeout=2)
             break
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.1)
     else:
         process.kill()

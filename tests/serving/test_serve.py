@@ -40,7 +40,7 @@ def running_server(models_dir, *flags: str, env: dict | None = None) -> Iterator
         try:
             if urllib.request.urlopen(url + "/ready", timeout=2).status == 200:
                 break
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, ConnectionError, TimeoutError):  # a server busy loading may answer late
             time.sleep(0.2)
     if process.poll() is not None or time.monotonic() >= deadline:
         process.kill()

@@ -32,6 +32,7 @@ from textsvc.quantization import packed_kernel_rows
 from textsvc.serving.admission import AdmissionQueue
 from textsvc.serving.batch_state import CacheRows, SlotRows, StateRows, plain_key_value_cache
 from textsvc.serving.compute import runner_for
+from textsvc.serving.memory import return_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +207,8 @@ class GenerationWorker:
             if self._running:
                 self._rows.select(keep)
             else:
-                self._rows = None
+                self._rows = None  # the batch is over: its seats go back to the system
+                return_freed_memory()
 
     def _seat(self, jobs: list[Job]) -> tuple[list[tuple[Job, DecodingSequence]], StateRows | CacheRows] | None:
         """Prefill the newcomers together and emit their first tokens; the ones still running, and their rows."""
