@@ -88,7 +88,6 @@ class GenerationWorker:
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, max_batch_size: int,
                  max_queue_size: int, retry_after_s: int = 1, name: str = "generator", compile_decoding: bool = False,
-                 compiled_rows: int | None = None,
                  on_batch: Callable[[int], None] = lambda size: None,
                  on_depth: Callable[[int], None] = lambda depth: None,
                  on_first_token: Callable[[float], None] = lambda seconds: None,
@@ -109,11 +108,11 @@ class GenerationWorker:
         # or a few rows spend their time on: on the 2-core CPU, SmolLM2 in int8 decoded one stream in 22 ms a step
         # compiled against 30 eager. Larger batches spend it in the products instead, where the compiled graph (which
         # attends over the seats' whole capacity, so that it does not recompile as rows grow) lost to the eager step:
-        # so only batches of up to `compiled_rows` (default: the quantized kernels' row limit) run compiled, in one
+        # so only batches of up to `compiled_rows` (the quantized kernels' row limit) run compiled, in one
         # graph for batches of one and one dynamic in the batch size, plus one each time the seats grow; prefills and
         # the LSTM stay eager
         self.compiled = compile_decoding and self.max_batch_size > 1 and not isinstance(model, LSTMForCausalLM)
-        self.compiled_rows = (packed_kernel_rows() if compiled_rows is None else compiled_rows) if self.compiled else 0
+        self.compiled_rows = packed_kernel_rows() if self.compiled else 0
         self._decode = torch.compile(model, dynamic=None) if self.compiled else model
         self.queue: AdmissionQueue[Job] = AdmissionQueue(max_queue_size, name=name, retry_after_s=retry_after_s,
                                                          on_depth=on_depth)
@@ -189,9 +188,9 @@ class GenerationWorker:
                 logits = self._rows.step(self._decode, tokens, whole_capacity=True)
             else:
                 logits = self._rows.step(self.model, tokens)
-            tokens = next_tokens([sequence for _, sequence in running], logits)
+            picks = next_tokens([sequence for _, sequence in running], logits)
             for index, (job, sequence) in enumerate(running):
-                self._emit(job, sequence, sequence.step(tokens[index], logits[index:index + 1]))
+                self._emit(job, sequence, sequence.step(picks[index], logits[index:index + 1]))
         except Exception as error:  # every request of this batch fails; the worker lives on
             log.exception("a decoding step failed on %s", self.name)
             for job, _ in running:
@@ -216,9 +215,9 @@ class GenerationWorker:
             return None
         try:
             sequences, logits, rows = self._prefill(jobs)
-            tokens = next_tokens(sequences, logits)
+            picks = next_tokens(sequences, logits)
             for index, (job, sequence) in enumerate(zip(jobs, sequences)):
-                self._emit(job, sequence, sequence.step(tokens[index], logits[index:index + 1]))
+                self._emit(job, sequence, sequence.step(picks[index], logits[index:index + 1]))
         except Exception as error:  # these requests fail; the running ones go on
             log.exception("prefill failed on %s", self.name)
             for job in jobs:
