@@ -99,6 +99,15 @@ def run_textsvc(name: str, files: dict, output_root: Path, overrides: dict, disa
                        **teacher_settings(RUNS[name], teachers, transfer_file)})
 
 
+def describe_splits(args: argparse.Namespace) -> str:
+    """The cards' account of the splits this call made."""
+    dropped = (", and the training phrases that lie inside those sentences (SST-2's train holds every phrase of its "
+               "sentences' parse trees)") if args.drop_validation_phrases else ""
+    return ("GLUE SST-2 (Socher et al. 2013, binary sentiment of movie-review sentences and their phrases): trained on "
+            f"its train split less {args.validation_size:,} validation sentences of {args.min_words} or more words "
+            f"drawn from it{dropped}; tested on its 872 dev sentences, never used to choose.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", default="../shared/data/sst2")
@@ -107,6 +116,8 @@ def main() -> None:
     parser.add_argument("--transfer_sentences", type=int, default=40000)
     parser.add_argument("--validation_size", type=int, default=2000)
     parser.add_argument("--min_words", type=int, default=10, help="shortest training row that may validate")
+    parser.add_argument("--drop_validation_phrases", action="store_true",
+                        help="also take out of training every phrase that lies inside a validation sentence")
     args = parser.parse_args()
     data_dir, output_root = Path(args.data_dir), Path(args.output_dir)
     overrides = json.loads(args.overrides)
@@ -116,10 +127,12 @@ def main() -> None:
     if args.imdb_csv and any(is_taught(RUNS[name]) for name in args.runs):
         transfer_file = imdb_transfer_sentences(Path(args.imdb_csv), output_root / "imdb_sentences.txt",
                                                 args.transfer_sentences)
-    train_file, validation_file = carve_sentence_validation(data_dir / "train.tsv", output_root / "data",
-                                                            args.validation_size, args.min_words)
+    # the folder's name is the data set's name on the cards
+    train_file, validation_file = carve_sentence_validation(data_dir / "train.tsv", output_root / "sst2",
+                                                            args.validation_size, args.min_words,
+                                                            drop_sub_phrases=args.drop_validation_phrases)
     files = {"train_file": str(train_file), "validation_file": str(validation_file),
-             "test_file": str(data_dir / "dev.tsv")}
+             "test_file": str(data_dir / "dev.tsv"), "dataset_description": describe_splits(args)}
     for name in teacher_first(args.runs, RUNS):
         results[name] = run_textsvc(name, files, output_root, overrides.get(name, {}), args.disable_tqdm,
                                     transfer_file, args.teacher_dirs)
