@@ -32,11 +32,6 @@ class Sampler:
                                                 else random.SystemRandom().randrange(2**63))
         self.generator = None if self.seed is None else torch.Generator(device=device).manual_seed(self.seed)
 
-    @property
-    def plain_greedy(self) -> bool:
-        """The argmax of the raw logits: nothing to compute but the batch's argmax."""
-        return self.greedy and self.penalty == 1.0
-
 
 def pick_tokens(samplers: list[Sampler], histories: list[list[int]], logits: torch.Tensor) -> list[int]:
     """The next token of each row of the (B, V) `logits` (left unchanged), row i following `histories[i]` under

@@ -46,11 +46,9 @@ class GenerationResult:
 
 def next_tokens(sequences: list[DecodingSequence], logits: torch.Tensor) -> list[int]:
     """The next token of each sequence, from the (B, V) logits after each (row i is sequence i's), the whole batch in
-    one pass; plain greedy batches take the argmax alone."""
-    samplers = [sequence.sampler for sequence in sequences]
-    if all(sampler.plain_greedy for sampler in samplers):
-        return logits.argmax(dim=-1).tolist()
-    return pick_tokens(samplers, [sequence.history for sequence in sequences], logits)
+    one pass."""
+    return pick_tokens([sequence.sampler for sequence in sequences], [sequence.history for sequence in sequences],
+                       logits)
 
 
 def prompt_ids(tokenizer: PreTrainedTokenizerBase, prompt: str, limit: int | None) -> list[int]:
