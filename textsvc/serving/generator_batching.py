@@ -136,12 +136,10 @@ class GenerationWorker:
         return job
 
     def warm_up(self) -> None:
-        """Decode a few tokens alone, and, when the step is compiled, in a batch of two and of `compiled_rows`
-        (where the quantized kernels give way to matmuls): each compiles its own graph, which no client should wait
-        for."""
-        sizes = [1, 2, self.compiled_rows] if self.compiled else [1]
+        """Decode a few tokens alone, and, when the step is compiled, in a batch of two: each compiles its graph (the
+        second serves every batch of 2 to `compiled_rows`), which no client should wait for."""
         start = prompt_ids(self.tokenizer, "", None)
-        for size in sorted({min(size, self.max_batch_size) for size in sizes}):
+        for size in [1, 2] if self.compiled else [1]:
             jobs = [Job(start, SamplingConfig(max_new_tokens=3, temperature=0), lambda: False) for _ in range(size)]
             self.queue.put_all(jobs)  # at once, so that they are seated together
             for job in jobs:
