@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from textsvc.config.serving import ServingConfig, textsvc_home
-from textsvc.devices import cpu_has_native_bf16, pick_classifier_backend
+from textsvc.devices import classifier_batch_tokens, cpu_has_native_bf16, pick_classifier_backend
 from textsvc.errors import ConfigError
 from textsvc.loading import classify_logits, load_classifier
 from textsvc.onnx_classifier import export_key, onnx_session
@@ -50,6 +50,12 @@ def test_auto_picks_onnx_runtime_for_float32_on_the_cpu_only():
     assert pick_classifier_backend("torch", "auto", cpu) == "torch"
     with pytest.raises(ConfigError, match="CPU only"):
         pick_classifier_backend("onnxruntime", "auto", gpu)
+
+
+def test_classifier_batches_are_cut_smaller_on_the_cpu_unless_asked():
+    assert classifier_batch_tokens(None, torch.device("cpu")) == 1024
+    assert classifier_batch_tokens(None, torch.device("cuda")) == 16384
+    assert classifier_batch_tokens(300, torch.device("cpu")) == 300
 
 
 def test_engine_serves_transformers_through_onnx_and_the_lstm_through_torch(models_dir):

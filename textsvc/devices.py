@@ -60,6 +60,16 @@ def pick_classifier_backend(requested: str, dtype: str, device: torch.device) ->
     return "torch"
 
 
+def classifier_batch_tokens(requested: int | None, device: torch.device) -> int:
+    """A classifier pass's padded-token budget: `requested`, else TEI's 16,384 on a GPU and 1,024 on the CPU, where
+    small passes run faster per text. MiniLM in bf16 on the 2-core EPYC with AVX-512 BF16, 512 AG News texts taken
+    32 at a time as /classify's 32 clients send them, each 32 sorted and cut by the budget: 93-97 texts/s at 16,384
+    (no cut), 146-151 at 2,048, 180-190 at 1,024, 155-172 at 256 to 768 (ONNX Runtime one text at a time: 100-104)."""
+    if requested:
+        return requested
+    return 16384 if device.type == "cuda" else 1024
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU has bf16 instructions (AVX-512 BF16 or AMX); plain AVX-512 only emulates them."""
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()

@@ -97,6 +97,7 @@ def test_info_in_tgis_and_teis_shapes(client):
     assert generator["model_dtype"] == "float32" and generator["version"]
     classifier = client.get("/info?model=sentiment-lstm").json
     assert classifier["model_type"]["classifier"]["label2id"] == {"neg": 0, "pos": 1}
+    assert classifier["max_batch_tokens"] == 1024  # the CPU's default budget (devices.classifier_batch_tokens)
     assert client.get("/info?model=nope").json["error"]["code"] == "unknown_model"
 
 

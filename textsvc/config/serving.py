@@ -49,7 +49,9 @@ class ServingConfig:
     threads: int | None = setting(None, "HTTP worker threads, streams included (default: enough for every seat the "
                                         "engine can fill, see http_threads)")
     max_batch_size: int = setting(32, "texts per classifier forward pass")
-    max_batch_tokens: int = setting(16384, "padded tokens per classifier forward pass (TEI's max_batch_tokens)")
+    max_batch_tokens: int | None = setting(None, "padded tokens per classifier forward pass (TEI's "
+                                                 "max_batch_tokens; default: see devices.classifier_batch_tokens, "
+                                                 "1,024 on the CPU and 16,384 on a GPU)")
     max_wait_ms: float = setting(0.0, "how long a classifier batch waits for more texts; at 0 a text that finds the "
                                       "model idle runs at once, and texts that arrive while it is busy form the "
                                       "next batch")
@@ -98,10 +100,11 @@ class ServingConfig:
         require(self.chat_template is None or Path(self.chat_template).is_file(), "chat_template",
                 f"{self.chat_template} is not a file")
         require(self.threads is None or self.threads > 0, "threads", "must be positive")
-        for name in ("port", "max_batch_size", "max_batch_tokens", "max_generation_batch_size", "max_queue_size",
+        for name in ("port", "max_batch_size", "max_generation_batch_size", "max_queue_size",
                      "max_inputs", "max_content_length", "max_new_tokens_limit", "max_input_chars",
                      "max_stop_sequences", "max_stop_chars"):
             require(getattr(self, name) > 0, name, "must be positive")
+        require(self.max_batch_tokens is None or self.max_batch_tokens > 0, "max_batch_tokens", "must be positive")
         require(self.port < 65536, "port", "must be below 65536")
         require(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
         require(self.quantize in QUANTIZATIONS, "quantize", f"must be one of {', '.join(QUANTIZATIONS)}")

@@ -53,7 +53,7 @@ def tei_info(served: ServedClassifier) -> dict:
             "model_type": {"classifier": {"id2label": {str(k): v for k, v in model_config.id2label.items()},
                                           "label2id": dict(model_config.label2id)}},
             "max_concurrent_requests": config.max_queue_size, "max_input_length": loaded.max_length,
-            "max_batch_tokens": config.max_batch_tokens, "max_batch_requests": config.max_batch_size,
+            "max_batch_tokens": served.batcher.max_batch_tokens, "max_batch_requests": config.max_batch_size,
             "max_client_batch_size": config.max_inputs, "tokenization_workers": None,
             "version": textsvc.__version__, "sha": None, "docker_label": None}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from textsvc.cards.common import read_card_metadata
 from textsvc.config.sampling import SamplingConfig
 from textsvc.config.serving import ServingConfig, textsvc_home
-from textsvc.devices import pick_classifier_backend, pick_device, pick_dtype
+from textsvc.devices import classifier_batch_tokens, pick_classifier_backend, pick_device, pick_dtype
 from textsvc.errors import ConfigError, ErrorCode, OverloadedError, RequestError
 from textsvc.generation.sequence import GenerationResult
 from textsvc.loading import (
@@ -227,7 +227,8 @@ class Engine:
         served, run, hooks = ServedClassifier(name, path, loaded), runner_for(device), self.telemetry.worker_hooks(name)
         served.batcher = DynamicBatcher(
             lambda ids: run(loaded.logits, ids).tolist(), max_batch_size=self.config.max_batch_size,  # B x num_labels
-            max_wait_ms=self.config.max_wait_ms, max_batch_tokens=self.config.max_batch_tokens, length=len,
+            max_wait_ms=self.config.max_wait_ms, length=len,
+            max_batch_tokens=classifier_batch_tokens(self.config.max_batch_tokens, device),
             max_queue_size=self.config.max_queue_size, name=name,
             retry_after_s=self.config.retry_after_s, on_batch=hooks["on_batch"], on_depth=hooks["on_depth"])
         if self.config.warmup:  # a lone text and a batch: they may run on different backends
