@@ -24,6 +24,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from textsvc.config.sampling import SamplingConfig, fit_to_context
+from textsvc.generation.attention import use_decode_attention
 from textsvc.generation.sequence import DecodingSequence, GenerationResult, next_tokens, prompt_ids
 from textsvc.generation.stopping import eos_ids
 from textsvc.loading import context_length
@@ -112,6 +113,8 @@ class GenerationWorker:
         # graph for batches of one and one dynamic in the batch size, plus one each time the seats grow; prefills and
         # the LSTM stay eager
         self.compiled = compile_decoding and self.max_batch_size > 1 and not isinstance(model, LSTMForCausalLM)
+        if self.compiled:
+            use_decode_attention(model)
         self.compiled_rows = packed_kernel_rows() if self.compiled else 0
         self._decode = torch.compile(model, dynamic=None) if self.compiled else model
         self.queue: AdmissionQueue[Job] = AdmissionQueue(max_queue_size, name=name, retry_after_s=retry_after_s,
