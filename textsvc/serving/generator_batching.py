@@ -116,7 +116,11 @@ class GenerationWorker:
         if self.compiled:
             use_decode_attention(model)
         self.compiled_rows = packed_kernel_rows() if self.compiled else 0
-        self._decode = torch.compile(model, dynamic=None) if self.compiled else model
+        # the worker's model never changes once compiled, so the guards on its modules' attributes (checked before
+        # every call: 1.5-1.9 ms of SmolLM2's ~22 ms step on 2 cores) are dropped; the inputs' guards stay, and
+        # still pick the graph for the batch size and the seats' capacity
+        self._decode = torch.compile(model, dynamic=None, options={
+            "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}) if self.compiled else model
         self.queue: AdmissionQueue[Job] = AdmissionQueue(max_queue_size, name=name, retry_after_s=retry_after_s,
                                                          on_depth=on_depth)
         self._thread = threading.Thread(target=self._run, name=f"textsvc-{name}", daemon=True)
