@@ -34,6 +34,15 @@ def test_take_waits_for_a_first_item_then_gathers_a_batch():
     assert queue.take(2, block=False) == []
 
 
+def test_take_gives_up_after_idle_s_without_an_item():
+    queue = AdmissionQueue(10, name="m")
+    started = time.monotonic()
+    assert queue.take(2, idle_s=0.1) == []
+    assert 0.1 <= time.monotonic() - started < 2
+    threading.Timer(0.05, queue.put_all, [[1]]).start()
+    assert queue.take(2, idle_s=5) == [1]  # an item that comes in time is taken at once
+
+
 def test_close_refuses_new_items_and_drains_the_waiting_ones():
     queue = AdmissionQueue(10, name="m")
     queue.put_all([1, 2, 3])

@@ -55,3 +55,22 @@ def test_a_text_runs_at_once_when_idle_and_later_ones_batch_while_busy():
     assert [f.result(timeout=10) for f in first + later] == [[1], [1, 2, 3], [4], [5, 6]]
     assert calls == [[[1]], [[4], [5, 6], [1, 2, 3]]]  # what waited meanwhile: one batch, shortest first
     batcher.close()
+
+
+def test_the_worker_trims_once_after_a_burst_not_after_each_batch(monkeypatch):
+    from textsvc.serving import classifier_batching
+
+    trims = []
+    monkeypatch.setattr(classifier_batching, "IDLE_TRIM_S", 0.5)
+    monkeypatch.setattr(classifier_batching, "return_freed_memory", lambda: trims.append(1))
+    batcher = DynamicBatcher(lambda items: items, max_batch_size=2, max_wait_ms=0, max_queue_size=64)
+    for _ in range(3):  # a burst of back-to-back requests
+        assert [future.result(timeout=10) for future in batcher.submit_all([1, 2, 3])] == [1, 2, 3]
+    assert trims == []  # busy: no trim between batches
+    deadline = threading.Event()
+    deadline.wait(1.5)  # idle past IDLE_TRIM_S
+    assert trims == [1]  # one trim for the burst, none while idle after it
+    batcher.submit_all([4])[0].result(timeout=10)
+    deadline.wait(1.5)
+    assert trims == [1, 1]
+    batcher.close()

@@ -41,15 +41,23 @@ class AdmissionQueue(Generic[Item]):
             self.on_depth(len(self._items))
             self._condition.notify()
 
-    def take(self, count: int, *, block: bool = True, gather_s: float = 0.0) -> list[Item] | None:
+    def take(self, count: int, *, block: bool = True, gather_s: float = 0.0,
+             idle_s: float | None = None) -> list[Item] | None:
         """Up to `count` items, oldest first; None once closed and drained.
 
-        With `block`, waits for a first item (without, returns [] when none waits), then up to `gather_s` more for
-        `count` of them: the first item's wait bounds the batch's latency.
+        With `block`, waits for a first item (without, returns [] when none waits; with `idle_s`, [] when none came
+        within that many seconds), then up to `gather_s` more for `count` of them: the first item's wait bounds the
+        batch's latency.
         """
         with self._condition:
+            idle_until = None if idle_s is None else time.monotonic() + idle_s
             while block and not self._items and not self._closed:
-                self._condition.wait()
+                if idle_until is None:
+                    self._condition.wait()
+                elif (left := idle_until - time.monotonic()) > 0:
+                    self._condition.wait(left)
+                else:
+                    return []
             if block and not self._items:
                 return None
             deadline = time.monotonic() + gather_s

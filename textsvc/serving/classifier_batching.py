@@ -14,6 +14,9 @@ from concurrent.futures import Future
 from typing import Any
 
 from textsvc.serving.admission import AdmissionQueue
+from textsvc.serving.memory import return_freed_memory
+
+IDLE_TRIM_S = 1.0  # after this long without texts, the worker hands the freed heap back (serving.memory)
 
 
 def plan_batches(lengths: Sequence[int], max_count: int, max_tokens: int) -> list[list[int]]:
@@ -61,7 +64,14 @@ class DynamicBatcher:
         self._worker.join(timeout=10)
 
     def _run(self) -> None:
-        while (taken := self.queue.take(self.max_batch_size, gather_s=self.max_wait_s)) is not None:
+        trimmed = True  # nothing freed since the last trim: wait without a timeout
+        while (taken := self.queue.take(self.max_batch_size, gather_s=self.max_wait_s,
+                                        idle_s=None if trimmed else IDLE_TRIM_S)) is not None:
+            if not taken:  # a burst ended: its batches' freed memory goes back once, not after every batch
+                return_freed_memory()
+                trimmed = True
+                continue
+            trimmed = False
             taken = [(item, future) for item, future in taken if future.set_running_or_notify_cancel()]
             lengths = [self.length(item) if self.length else 1 for item, _ in taken]  # no `length`: count only
             budget = self.max_batch_tokens if self.length and self.max_batch_tokens else sys.maxsize

@@ -1,5 +1,5 @@
-"""Freed heap memory handed back to the system when a generator's batch ends, so that a serving process's RSS
-does not ratchet up from burst to burst.
+"""Freed heap memory handed back to the system when a generator's batch ends and when a classifier's worker falls
+idle after a burst, so that a serving process's RSS does not ratchet up from burst to burst.
 
 glibc returns a freed block to the system only when it was mmapped, and it raises its mmap threshold to the size of
 each mmapped block freed (up to 32 MiB): after the first batch's key/value seats are freed, the next ones of that
