@@ -113,7 +113,7 @@ class SlotRows:
         for keys, values, layer in zip(self.keys, self.values, layers, strict=True):
             keys[first:first + count, :, :length] = layer.keys
             values[first:first + count, :, :length] = layer.values
-        self._store[:, :, first:first + count, :, length:] = 0  # see _allocate
+        self._store[:, :, first:first + count, :, length:].zero_()  # see _allocate
         self.start += (length - rows.mask.sum(dim=1)).tolist()
         self.next += [length] * count
         return self
@@ -165,7 +165,7 @@ class SlotRows:
         narrow, used = self._store, len(self.next)
         self._store = narrow.new_empty(*narrow.shape[:-2], _round_up(length), narrow.shape[-1])
         self._store[..., :narrow.shape[-2], :] = narrow
-        self._store[:, :, :used, :, narrow.shape[-2]:] = 0
+        self._store[:, :, :used, :, narrow.shape[-2]:].zero_()
         self._views()
 
     def _views(self) -> None:
