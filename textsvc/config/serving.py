@@ -90,7 +90,8 @@ class ServingConfig:
     compile_decoding: bool = setting(False, "transformer generators: compile the decoding step of batches up to "
                                             "the quantized kernels' row limit with torch.compile, during warm-up "
                                             "(up to a few minutes per model on 2 cores; a C++ compiler on the "
-                                            "CPU): one or a few streams decode about 1.3x as fast")
+                                            "CPU): one or a few streams decode about twice as fast (SmolLM2 int4 on 2 "
+                                            "cores: 13 ms a token against 26)")
     load_in_background: bool = setting(False, "answer /health (and 503 on /ready) while models load")
 
     def __post_init__(self):
