@@ -2,8 +2,10 @@
 
 SST-2's train split is mostly short phrases, so a validation share carved at random from it is saturated by them
 and ranks models unlike dev's whole sentences. Here validation is carved only from training rows of at least
---min_words words (and those rows are taken out of training); every run picks its best epoch on it, and the
-sweep picks its best run on it. dev.tsv is the test set: printed for every run, never used to choose.
+--min_words words (and those rows are taken out of training, with every training phrase that lies inside one of
+them: SST-2's train holds each sentence's parse-tree phrases, which would let a model memorise most of a validation
+sentence; `--no-drop_validation_phrases` keeps them); every run picks its best epoch on it, and the sweep picks its
+best run on it. dev.tsv is the test set: printed for every run, never used to choose.
 
 The runs are separate `textsvc train-classifier` processes, --parallel at a time on the one GPU (MiniLM is small:
 an H200 runs several side by side faster than one after another). Sized for one GPU in under 8 minutes:
@@ -63,13 +65,16 @@ def main() -> None:
     parser.add_argument("--max_seq_length", type=int, default=64)
     parser.add_argument("--validation_size", type=int, default=2000)
     parser.add_argument("--min_words", type=int, default=10, help="shortest training row that may validate")
+    parser.add_argument("--drop_validation_phrases", action=argparse.BooleanOptionalAction, default=True,
+                        help="take out of training every phrase that lies inside a validation sentence")
     parser.add_argument("--max_train_samples", type=int, help="a quick check: train on the first N rows only")
     parser.add_argument("--parallel", type=int, default=6, help="runs side by side on the GPU")
     args = parser.parse_args()
 
     data_dir, output_root = Path(args.data_dir), Path(args.output_dir)
     train_file, validation_file = carve_sentence_validation(data_dir / "train.tsv", output_root / "data",
-                                                            args.validation_size, args.min_words)
+                                                            args.validation_size, args.min_words,
+                                                            drop_sub_phrases=args.drop_validation_phrases)
     files = {"train_file": train_file, "validation_file": validation_file, "test_file": data_dir / "dev.tsv"}
     settings = [{"learning_rate": lr, "epochs": epochs, "seed": seed}
                 for lr, epochs, seed in itertools.product(args.learning_rates, args.epochs, args.seeds)]
@@ -79,7 +84,7 @@ def main() -> None:
 
     done = sorted((r for r in results if "error" not in r), key=lambda r: -r["validation_accuracy"])
     print(f"\n{len(settings)} runs in {time.time() - started:.0f} s; validation: {args.validation_size} training "
-          f"rows of >= {args.min_words} words; sorted by validation accuracy (dev is never used to choose)")
+          f"rows of >= {args.min_words} words{' (their phrases dropped from training)' if args.drop_validation_phrases else ''}; sorted by validation accuracy (dev is never used to choose)")
     print(f"{'run':<26}{'val acc':>9}{'dev acc':>9}{'wall s':>9}")
     for r in done:
         print(f"{r['name']:<26}{r['validation_accuracy']:>9.4f}{r['dev_accuracy']:>9.4f}{r['wall_seconds']:>9.1f}")
