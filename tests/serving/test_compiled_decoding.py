@@ -44,3 +44,24 @@ def test_compiled_decoding_matches_eager_decoding(models_dir):
     assert counters["stats"]["unique_graphs"] == graphs  # warm-up compiled every graph these batches needed
     eager.close()
     compiled.close()
+
+
+def test_quantized_batches_above_the_kernel_row_limit_run_compiled_without_new_graphs(models_dir):
+    from textsvc.quantization import packed_kernel_rows
+
+    loaded = in_passing_thread(load_generator, models_dir / "tiny-gpt", "cpu", "float32", "int8")
+    eager = in_passing_thread(load_generator, models_dir / "tiny-gpt", "cpu", "float32", "int8")
+    size = packed_kernel_rows() + 2  # above the packed kernels' limit: the dequantized branch of the layers
+    compiled = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=size, max_queue_size=16,
+                                compile_decoding=True)
+    plain = GenerationWorker(eager.model, eager.tokenizer, max_batch_size=size, max_queue_size=16)
+    compiled.warm_up()  # batches of 1, 2 and one above the limit
+    counters = torch._dynamo.utils.counters
+    graphs = counters["stats"]["unique_graphs"]
+    prompts = ["the cat", "my friend sees the dog", "a", "the moon is bright", "dogs run", "the sun"] * 4
+    greedy = SamplingConfig(max_new_tokens=8, temperature=0)
+    for count in (3, size):
+        assert decode_together(compiled, prompts[:count], greedy) == decode_together(plain, prompts[:count], greedy)
+    assert counters["stats"]["unique_graphs"] == graphs
+    compiled.close()
+    plain.close()

@@ -105,17 +105,15 @@ class GenerationWorker:
         # (a (B, T, V) product) is skipped where the model's forward takes `logits_to_keep`
         takes = "logits_to_keep" in inspect.signature(model.forward).parameters
         self._last_logits_only = {"logits_to_keep": 1} if takes else {}
-        # torch.compile fuses a step's hundreds of small ops (norms, rotary positions, residuals), which is what one
-        # or a few rows spend their time on: on the 2-core CPU, SmolLM2 in int8 decoded one stream in 22 ms a step
-        # compiled against 30 eager. Larger batches spend it in the products instead, where the compiled graph (which
-        # attends over the seats' whole capacity, so that it does not recompile as rows grow) lost to the eager step:
-        # so only batches of up to `compiled_rows` (the quantized kernels' row limit) run compiled, in one
-        # graph for batches of one and one dynamic in the batch size, plus one each time the seats grow; prefills and
-        # the LSTM stay eager
+        # torch.compile fuses a step's hundreds of small ops (norms, rotary positions, residuals), which is what a
+        # step of one or a few rows spends its time on. Every batch size runs compiled: in one graph for batches of
+        # one, one dynamic in the batch size up to the quantized kernels' row limit and one above it (their branch
+        # differs), plus one each time the seats grow; prefills and the LSTM stay eager. SmolLM2 int4 on the 2-core
+        # CPU, in-process, a step of 1 row: 12.7-13.6 ms compiled, 25-28 eager; 8 rows: 36-40 against 54-75; 16
+        # rows: 45-53 against 55-59. (Before `decode_attention`, the compiled step lost above the row limit.)
         self.compiled = compile_decoding and self.max_batch_size > 1 and not isinstance(model, LSTMForCausalLM)
         if self.compiled:
             use_decode_attention(model)
-        self.compiled_rows = packed_kernel_rows() if self.compiled else 0
         # the worker's model never changes once compiled, so the guards on its modules' attributes (checked before
         # every call: 1.5-1.9 ms of SmolLM2's ~22 ms step on 2 cores) are dropped; the inputs' guards stay, and
         # still pick the graph for the batch size and the seats' capacity
@@ -143,10 +141,11 @@ class GenerationWorker:
         return job
 
     def warm_up(self) -> None:
-        """Decode a few tokens alone, and, when the step is compiled, in a batch of two: each compiles its graph (the
-        second serves every batch of 2 to `compiled_rows`), which no client should wait for."""
+        """Decode a few tokens alone, and, when the step is compiled, in batches of two and of one row above the
+        quantized kernels' row limit: each compiles its graph (see __init__), which no client should wait for."""
         start = prompt_ids(self.tokenizer, "", None)
-        for size in [1, 2] if self.compiled else [1]:
+        above_limit = min(packed_kernel_rows() + 1, self.max_batch_size)
+        for size in sorted({1, 2, above_limit}) if self.compiled else [1]:
             jobs = [Job(start, SamplingConfig(max_new_tokens=3, temperature=0), lambda: False) for _ in range(size)]
             self.queue.put_all(jobs)  # at once, so that they are seated together
             for job in jobs:
@@ -189,7 +188,7 @@ class GenerationWorker:
         try:
             tokens = torch.tensor([[sequence.history[-1]] for _, sequence in running], device=self.model.device)
             self.on_batch(len(running))
-            if isinstance(self._rows, SlotRows) and len(running) <= self.compiled_rows:
+            if isinstance(self._rows, SlotRows) and self.compiled:
                 logits = self._rows.step(self._decode, tokens, whole_capacity=True)
             else:
                 logits = self._rows.step(self.model, tokens)
