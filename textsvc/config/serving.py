@@ -87,8 +87,8 @@ class ServingConfig:
                                                          "unset: no CORS headers, so browsers allow this origin only")
     log_texts: bool = setting(False, "put prompts and texts in the per-request log line")
     warmup: bool = setting(True, "one tiny request per model before /ready says yes")
-    compile_decoding: bool = setting(False, "transformer generators: compile the decoding step of batches up to "
-                                            "the quantized kernels' row limit with torch.compile, during warm-up "
+    compile_decoding: bool = setting(False, "transformer generators: compile the decoding step with "
+                                            "torch.compile, during warm-up "
                                             "(up to a few minutes per model on 2 cores; a C++ compiler on the "
                                             "CPU): one or a few streams decode about twice as fast (SmolLM2 int4 on 2 "
                                             "cores: 13 ms a token against 26)")
