@@ -83,8 +83,9 @@ def main() -> None:
         results = list(pool.map(lambda setting: run_one(setting, files, args), settings))
 
     done = sorted((r for r in results if "error" not in r), key=lambda r: -r["validation_accuracy"])
+    dropped = " (their phrases dropped from training)" if args.drop_validation_phrases else ""
     print(f"\n{len(settings)} runs in {time.time() - started:.0f} s; validation: {args.validation_size} training "
-          f"rows of >= {args.min_words} words{' (their phrases dropped from training)' if args.drop_validation_phrases else ''}; sorted by validation accuracy (dev is never used to choose)")
+          f"rows of >= {args.min_words} words{dropped}; sorted by validation accuracy (dev is never used to choose)")
     print(f"{'run':<26}{'val acc':>9}{'dev acc':>9}{'wall s':>9}")
     for r in done:
         print(f"{r['name']:<26}{r['validation_accuracy']:>9.4f}{r['dev_accuracy']:>9.4f}{r['wall_seconds']:>9.1f}")

@@ -50,11 +50,10 @@ def test_quantized_batches_above_the_kernel_row_limit_run_compiled_without_new_g
     from textsvc.quantization import packed_kernel_rows
 
     loaded = in_passing_thread(load_generator, models_dir / "tiny-gpt", "cpu", "float32", "int8")
-    eager = in_passing_thread(load_generator, models_dir / "tiny-gpt", "cpu", "float32", "int8")
     size = packed_kernel_rows() + 2  # above the packed kernels' limit: the dequantized branch of the layers
     compiled = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=size, max_queue_size=16,
                                 compile_decoding=True)
-    plain = GenerationWorker(eager.model, eager.tokenizer, max_batch_size=size, max_queue_size=16)
+    plain = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=size, max_queue_size=16)
     compiled.warm_up()  # batches of 1, 2 and one above the limit
     counters = torch._dynamo.utils.counters
     graphs = counters["stats"]["unique_graphs"]

@@ -50,14 +50,8 @@ class AdmissionQueue(Generic[Item]):
         batch's latency.
         """
         with self._condition:
-            idle_until = None if idle_s is None else time.monotonic() + idle_s
-            while block and not self._items and not self._closed:
-                if idle_until is None:
-                    self._condition.wait()
-                elif (left := idle_until - time.monotonic()) > 0:
-                    self._condition.wait(left)
-                else:
-                    return []
+            if block and not self._condition.wait_for(lambda: self._items or self._closed, idle_s):
+                return []  # idle for `idle_s`
             if block and not self._items:
                 return None
             deadline = time.monotonic() + gather_s
