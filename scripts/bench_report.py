@@ -88,6 +88,10 @@ def markdown(rounds: list[dict], args) -> str:
              *classify_rows(m, classify_levels), *generate_rows(m, stream_levels), "",
              f"textsvc server RSS after each round: {', '.join(f'{v:,.0f}' for v in memory)} MiB; peak "
              f"{max(r['textsvc_memory']['peak_rss_mib'] for r in rounds):,.0f} MiB."]
+    elsewhere = [r["busy_cores_elsewhere"]["before_round"] for r in rounds if "busy_cores_elsewhere" in r]
+    if elsewhere:
+        lines.append("Cores other processes kept busy, sampled for 1 s before each round: "
+                     f"{', '.join(f'{v:.2f}' for v in elsewhere)}.")
     if "llama_server_memory" in m:
         lines.append(f"llama-server peak RSS: {m['llama_server_memory']['peak_rss_mib']:,.0f} MiB.")
     return "\n".join(lines) + "\n"

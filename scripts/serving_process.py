@@ -43,6 +43,27 @@ def memory_mib(pid: int) -> dict:
     return {key: int(fields[name].split()[0]) / 1024 for key, name in (("rss_mib", "VmRSS"), ("peak_rss_mib", "VmHWM"))}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used, its threads included, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def busy_cores_elsewhere(exclude_pids: list[int], sample_s: float = 1.0) -> float:
+    """How many cores processes other than `exclude_pids` kept busy over `sample_s` seconds (Linux): a benchmark's
+    figures mean little beside another busy process (README, "Sharing the CPU")."""
+    def busy_and_ours() -> tuple[float, float]:
+        values = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = values[3] + values[4]  # idle and iowait
+        busy = (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # user..steal; guest time is inside user
+        return busy, sum(cpu_seconds(pid) for pid in exclude_pids)
+
+    busy_before, ours_before = busy_and_ours()
+    time.sleep(sample_s)
+    busy_after, ours_after = busy_and_ours()
+    return max(0.0, (busy_after - busy_before) - (ours_after - ours_before)) / sample_s
+
+
 def start_textsvc(models_dir: str | Path, flags: list[str] = (), env: dict | None = None
                   ) -> tuple[str, subprocess.Popen]:
     """`textsvc serve` on `models_dir` and a free port, with `flags` (and `env` over this process's environment);
