@@ -16,7 +16,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 import textsvc  # noqa: F401  (registers textsvc's architectures with the Auto classes)
-from textsvc.onnx_classifier import INPUT_NAMES, export_classifier
+from textsvc.onnx_classifier import INPUT_NAMES, export_classifier, quantized_export
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -49,9 +49,11 @@ def raw_forward(model_dir: str, texts: list[str], batch_size: int, sort_by_lengt
     return len(texts) / (time.perf_counter() - started)
 
 
-def onnx_one_at_a_time(model_dir: str, texts: list[str], work_dir: Path, threads: int) -> float | None:
+def onnx_one_at_a_time(model_dir: str, texts: list[str], work_dir: Path, threads: int,
+                       int8: bool = False) -> float | None:
     """Texts per second of ONNX Runtime on the classifier exported with `torch.onnx` (textsvc's own export, as a
-    user would make it), one text per call, tokenized by the model's tokenizer."""
+    user would make it), or on its int8 copy (ONNX Runtime's dynamic quantization), one text per call, tokenized
+    by the model's tokenizer."""
     try:
         import onnxruntime
     except ImportError:
@@ -59,6 +61,7 @@ def onnx_one_at_a_time(model_dir: str, texts: list[str], work_dir: Path, threads
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
     path = export_classifier(model, work_dir / "classifier.onnx")
+    path = quantized_export(path) if int8 else path
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -28,7 +28,7 @@ def fmt(value: float | None, unit: str = "") -> str:
 def classify_rows(m: dict, levels: list[int]) -> list[str]:
     """Markdown rows of the /classify figures, each beside its same-run baseline."""
     get = lambda name, key: (m.get(name) or {}).get(key)  # noqa: E731
-    pipe, onnx = get("pipeline_1", "texts_per_s"), get("onnx_1", "texts_per_s")
+    pipe, onnx, onnx_int8 = (get(name, "texts_per_s") for name in ("pipeline_1", "onnx_1", "onnx_int8_1"))
     lone = get(f"textsvc_classify_c{levels[0]}", "latency_s_p50")
     rows = []
     for clients in levels:
@@ -36,8 +36,9 @@ def classify_rows(m: dict, levels: list[int]) -> list[str]:
         rate = get(name, "texts_per_s")
         rows.append(f"| /classify, {clients} client(s), 1 text each | {fmt(rate)} texts/s, p50 "
                     f"{fmt(get(name, 'latency_s_p50'), ' s')}, p99 {fmt(get(name, 'latency_s_p99'), ' s')} "
-                    f"| pipeline 1 at a time {fmt(pipe)}; ONNX Runtime 1 at a time {fmt(onnx)} "
-                    f"| {ratio(rate, pipe)} pipeline, {ratio(rate, onnx)} ONNX; p99 / lone p50 "
+                    f"| pipeline 1 at a time {fmt(pipe)}; ONNX Runtime 1 at a time {fmt(onnx)}, int8 "
+                    f"{fmt(onnx_int8)} | {ratio(rate, pipe)} pipeline, {ratio(rate, onnx)} ONNX, "
+                    f"{ratio(rate, onnx_int8)} ONNX int8; p99 / lone p50 "
                     f"{ratio(get(name, 'latency_s_p99'), lone)} |")
     poisson = m.get("textsvc_classify_poisson") or {}
     rows.append(f"| /classify, Poisson arrivals | {fmt(poisson.get('texts_per_s'))} texts/s, p50 "
@@ -112,6 +113,7 @@ def plot(rounds: list[dict], args, output_dir: Path) -> None:
               label="textsvc /classify")
     for color, (name, label) in enumerate((("pipeline_1", "pipeline, 1 at a time"),
                                            ("onnx_1", "ONNX Runtime, 1 at a time"),
+                                           ("onnx_int8_1", "ONNX Runtime int8, 1 at a time"),
                                            ("raw_forward_32_sorted", "raw forward, batch 32 sorted")), start=1):
         if name in m:
             left.axhline(m[name]["texts_per_s"], linestyle="--", label=label, color=f"C{color}")

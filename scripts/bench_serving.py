@@ -84,9 +84,10 @@ def classify_round(base: str, args, texts: list[str], skip: set[str], work_dir: 
     if "pipeline" not in skip:
         figures["pipeline_1"] = {"texts_per_s": peers.pipeline_one_at_a_time(model_dir, sample, args.peer_device)}
     if "onnx" not in skip:
-        rate = peers.onnx_one_at_a_time(model_dir, sample, work_dir, args.threads)
-        if rate:
-            figures["onnx_1"] = {"texts_per_s": rate}
+        for name, int8 in (("onnx_1", False), ("onnx_int8_1", True)):  # int8: the peer of --classifier_quantize
+            rate = peers.onnx_one_at_a_time(model_dir, sample, work_dir, args.threads, int8)
+            if rate:
+                figures[name] = {"texts_per_s": rate}
     if "raw" not in skip:
         for name, by_length in (("raw_forward_32_sorted", True), ("raw_forward_32", False)):
             figures[name] = {"texts_per_s": peers.raw_forward(model_dir, sample, 32, by_length, args.peer_device)}

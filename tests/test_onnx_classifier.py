@@ -12,7 +12,7 @@ from textsvc.config.serving import ServingConfig, textsvc_home
 from textsvc.devices import classifier_batch_tokens, cpu_has_native_bf16, pick_classifier_backend
 from textsvc.errors import ConfigError
 from textsvc.loading import classify_logits, load_classifier
-from textsvc.onnx_classifier import export_key, onnx_session
+from textsvc.onnx_classifier import export_key, onnx_session, quantized_export
 from textsvc.serving.engine import Engine
 
 CACHE = textsvc_home() / "onnx"  # the session's (conftest's TEXTSVC_HOME), shared with the served models' exports
@@ -39,6 +39,47 @@ def test_export_is_made_once_per_weights_file(transformer_dir, tmp_path):
     shutil.copytree(transformer_dir, changed)
     (changed / "config.json").write_text((changed / "config.json").read_text().replace("}", ', "note": 1}', 1))
     assert export_key(changed) != export_key(transformer_dir)
+
+
+def test_int8_copy_is_made_once_beside_the_export_and_stays_close(transformer_dir):
+    loaded = load_classifier(transformer_dir, "cpu")
+    expected = classify_logits(loaded, TEXTS)
+    loaded.session = onnx_session(loaded.model, transformer_dir, CACHE, quantize="int8")
+    export = CACHE / export_key(transformer_dir) / "model.onnx"
+    copy = export.with_name("model.int8.onnx")
+    assert copy.is_file() and quantized_export(export) == copy
+    made = copy.stat().st_mtime_ns
+    onnx_session(loaded.model, transformer_dir, CACHE, quantize="int8")
+    assert copy.stat().st_mtime_ns == made and sorted(export.parent.iterdir()) == sorted([export, copy])
+    quantized = classify_logits(loaded, TEXTS)
+    assert not torch.equal(quantized, expected)  # it is the int8 copy that ran
+    assert torch.allclose(quantized.softmax(-1), expected.softmax(-1), atol=0.05)
+
+
+def test_int8_classifiers_need_onnx_runtime_on_the_cpu():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert pick_classifier_backend("auto", "bfloat16", cpu, "int8") == "onnxruntime"  # whatever the dtype
+    assert pick_classifier_backend("onnxruntime", "auto", cpu, "int8") == "onnxruntime"
+    with pytest.raises(ConfigError, match="run in ONNX Runtime"):
+        pick_classifier_backend("torch", "auto", cpu, "int8")
+    with pytest.raises(ConfigError, match="needs the CPU"):
+        pick_classifier_backend("auto", "auto", gpu, "int8")
+    with pytest.raises(ConfigError, match="classifier_quantize"):
+        ServingConfig(models_dir=".", classifier_quantize="int4")
+
+
+def test_engine_serves_int8_transformers_in_onnx_runtime_and_the_lstm_in_torch(models_dir):
+    engine = Engine(ServingConfig(models_dir=str(models_dir), device="cpu", classifier_quantize="int8"))
+    engine.load()
+    try:
+        bert, lstm = engine.models["sentiment-bert"].describe(), engine.models["sentiment-lstm"].describe()
+        served = engine.classify("sentiment-bert", TEXTS)
+        alone = [engine.classify("sentiment-bert", [text])[0] for text in TEXTS]
+    finally:
+        engine.close()
+    assert bert["quantization"] == "int8" and set(bert["backends"].values()) == {"onnxruntime"}
+    assert lstm["quantization"] == "none" and set(lstm["backends"].values()) == {"torch"}
+    assert served == alone  # batches run the same int8 passes, one text at a time
 
 
 def test_auto_picks_onnx_runtime_for_float32_on_the_cpu_only():

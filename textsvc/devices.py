@@ -44,9 +44,18 @@ def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
-def pick_classifier_backend(requested: str, dtype: str, device: torch.device) -> str:
+def pick_classifier_backend(requested: str, dtype: str, device: torch.device, quantize: str = "none") -> str:
     """"torch" or "onnxruntime" for a classifier. "auto" is ONNX Runtime where it measured fastest, on the CPU in
-    float32 (when dtype is auto or float32), if it is installed; an explicit "onnxruntime" needs the CPU."""
+    float32 (when dtype is auto or float32), if it is installed; an explicit "onnxruntime" needs the CPU. An int8
+    classifier is an ONNX Runtime one: it needs the CPU and ONNX Runtime, whatever the dtype."""
+    if quantize != "none":
+        if requested == "torch":
+            raise ConfigError("classifier_quantize: int8 classifiers run in ONNX Runtime; use classifier_backend "
+                              "auto or onnxruntime", field="classifier_quantize")
+        if device.type != "cpu" or not onnx_runtime_available():
+            raise ConfigError("classifier_quantize: int8 needs the CPU and the onnxruntime, onnx and onnxscript "
+                              "packages", field="classifier_quantize")
+        return "onnxruntime"
     if requested == "onnxruntime":
         if device.type != "cpu":
             raise ConfigError("classifier_backend: onnxruntime runs on the CPU only here; use torch on a GPU",

@@ -42,6 +42,7 @@ class LoadedClassifier:
     device: torch.device
     max_length: int
     session: OnnxSession | None = None  # ONNX Runtime on the model's float32 export, for the passes it runs best
+    quantization: str = "none"  # "int8" when the session runs the export's int8 copy (it then runs every pass)
 
     def runs_on_onnx(self, rows: int) -> bool:
         """Whether a pass over `rows` texts runs in ONNX Runtime: a lone text does, and so does every batch of a

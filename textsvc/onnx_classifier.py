@@ -60,6 +60,23 @@ def export_classifier(model: PreTrainedModel, path: Path) -> Path:
     return path
 
 
+def quantized_export(path: Path) -> Path:
+    """An int8 copy of the export at `path`, beside it (made once: a file there is complete). ONNX Runtime's dynamic
+    quantization: weights in int8 per tensor, activations quantized on the fly. MiniLM on the 2-core CPU with VNNI
+    classified one text at a time at 139-188 texts/s against 97-105 for the float32 export, and its held-out BBC
+    News accuracy stayed at 416 of 426 articles (README, Backends and threads on the CPU)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target = path.with_name("model.int8.onnx")
+    if target.is_file():
+        return target
+    with tempfile.TemporaryDirectory(dir=path.parent) as work:
+        draft = Path(work) / target.name
+        quantize_dynamic(str(path), str(draft), weight_type=QuantType.QInt8)
+        os.replace(draft, target)
+    return target
+
+
 class OnnxSession:
     """An ONNX Runtime session over an exported classifier: `logits(input_ids, attention_mask)` in numpy."""
 
@@ -77,7 +94,8 @@ class OnnxSession:
         return torch.from_numpy(np.asarray(self.session.run(["logits"], feed)[0], dtype=np.float32))
 
 
-def onnx_session(model: PreTrainedModel, model_dir: Path, cache_dir: Path) -> OnnxSession:
-    """A session over `model`'s export in `cache_dir` (exported first if missing), one thread per torch thread."""
+def onnx_session(model: PreTrainedModel, model_dir: Path, cache_dir: Path, quantize: str = "none") -> OnnxSession:
+    """A session over `model`'s export in `cache_dir` (exported first if missing), or over its int8 copy when
+    `quantize` is "int8"; one thread per torch thread."""
     path = export_classifier(model, cache_dir / export_key(model_dir) / "model.onnx")
-    return OnnxSession(path, torch.get_num_threads())
+    return OnnxSession(quantized_export(path) if quantize == "int8" else path, torch.get_num_threads())

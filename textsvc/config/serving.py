@@ -14,6 +14,7 @@ from textsvc.errors import ConfigError
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # what `devices.pick_dtype` turns into a torch dtype
 QUANTIZATIONS = ("none", "int8", "int4")  # of a generator's weights, by `quantization.quantize_weight_only`
 CLASSIFIER_BACKENDS = ("auto", "torch", "onnxruntime")  # what `devices.pick_classifier_backend` chooses from
+CLASSIFIER_QUANTIZATIONS = ("none", "int8")  # of a classifier's ONNX export, by `onnx_classifier.quantized_export`
 ENV_PREFIX = "TEXTSVC_"  # TEXTSVC_API_KEYS=k1,k2 sets `api_keys`: keys stay out of argv and shell history
 
 
@@ -44,6 +45,10 @@ class ServingConfig:
                                               "the CPU, when dtype is auto or float32, onnxruntime for lone texts "
                                               "and torch in dtype for batches (onnxruntime too if that is "
                                               "float32), for the models that export; else torch")
+    classifier_quantize: str = setting("none", "classifiers, on the CPU: none, or int8: ONNX Runtime runs every "
+                                               "pass on an int8 copy of the export (dynamic quantization: weights "
+                                               "in int8, activations quantized per pass); faster, for a small loss "
+                                               "of accuracy (see the README)")
     host: str = setting("127.0.0.1", "address to listen on")
     port: int = setting(8000, "port to listen on")
     threads: int | None = setting(None, "HTTP worker threads, streams included (default: enough for every seat the "
@@ -109,6 +114,8 @@ class ServingConfig:
         require(self.port < 65536, "port", "must be below 65536")
         require(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
         require(self.quantize in QUANTIZATIONS, "quantize", f"must be one of {', '.join(QUANTIZATIONS)}")
+        require(self.classifier_quantize in CLASSIFIER_QUANTIZATIONS, "classifier_quantize",
+                f"must be one of {', '.join(CLASSIFIER_QUANTIZATIONS)}")
         require(self.classifier_backend in CLASSIFIER_BACKENDS, "classifier_backend",
                 f"must be one of {', '.join(CLASSIFIER_BACKENDS)}")
         require(0 <= self.max_wait_ms <= 10_000, "max_wait_ms", "must be in [0, 10000]")

@@ -90,7 +90,8 @@ class ServedClassifier:
         config = self.loaded.model.config
         return {"name": self.name, "kind": self.kind, "task": "text-classification",
                 **model_facts(self.loaded.model, self.loaded.device),
-                "backends": self.loaded.backends, "labels": self.loaded.label_names,
+                "backends": self.loaded.backends, "quantization": self.loaded.quantization,
+                "labels": self.loaded.label_names,
                 "problem_type": config.problem_type or "single_label_classification",
                 "max_input_tokens": self.loaded.max_length}
 
@@ -218,11 +219,14 @@ class Engine:
 
     def _load_classifier(self, name: str, path: Path) -> ServedClassifier:
         device = pick_device(self.config.device)
-        backend = pick_classifier_backend(self.config.classifier_backend, self.config.dtype, device)
+        quantize = self.config.classifier_quantize
+        backend = pick_classifier_backend(self.config.classifier_backend, self.config.dtype, device, quantize)
         loaded = load_classifier(path, str(device), "float32" if backend == "onnxruntime" else self.config.dtype)
         if backend == "onnxruntime":
             loaded.session = self._onnx_session(name, path, loaded)
-            if self.config.classifier_backend == "auto":  # batches stay in torch, in `dtype` (see runs_on_onnx)
+            if loaded.session is not None and quantize == "int8":
+                loaded.quantization = quantize  # the float32 model stays: runs_on_onnx then sends batches too
+            elif self.config.classifier_backend == "auto":  # batches stay in torch, in `dtype` (see runs_on_onnx)
                 loaded.model.to(pick_dtype(self.config.dtype, device))
         served, run, hooks = ServedClassifier(name, path, loaded), runner_for(device), self.telemetry.worker_hooks(name)
         served.batcher = DynamicBatcher(
@@ -240,7 +244,8 @@ class Engine:
         """ONNX Runtime over the model's export; under `auto`, None (torch serves it) when the model does not
         export (the LSTM's packed sequences do not)."""
         try:
-            return onnx_session(loaded.model, path, textsvc_home(self.config.home) / "onnx")
+            return onnx_session(loaded.model, path, textsvc_home(self.config.home) / "onnx",
+                                self.config.classifier_quantize)
         except Exception:
             if self.config.classifier_backend == "onnxruntime":
                 raise
