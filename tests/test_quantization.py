@@ -86,7 +86,7 @@ def test_engine_serves_an_int8_generator(models_dir):
     described = {name: served.describe() for name, served in engine.models.items()}
     assert described["tiny-gpt"]["quantization"] == "int8"
     assert described["tiny-lstm-lm"]["quantization"] == "int8"  # its output projection
-    assert "quantization" not in described["sentiment-bert"]  # classifiers are not quantized
+    assert described["sentiment-bert"]["quantization"] == "none"  # --quantize is the generators' setting
     events = list(engine.models["tiny-gpt"].worker.submit("the cat", SamplingConfig(max_new_tokens=6, temperature=0)))
     assert 1 <= len(events) <= 6 and events[-1].last
     engine.close()
