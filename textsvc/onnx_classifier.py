@@ -62,9 +62,8 @@ def export_classifier(model: PreTrainedModel, path: Path) -> Path:
 
 def quantized_export(path: Path) -> Path:
     """An int8 copy of the export at `path`, beside it (made once: a file there is complete). ONNX Runtime's dynamic
-    quantization: weights in int8 per tensor, activations quantized on the fly. MiniLM on the 2-core CPU with VNNI
-    classified one text at a time at 139-188 texts/s against 97-105 for the float32 export, and its held-out BBC
-    News accuracy stayed at 416 of 426 articles (README, Backends and threads on the CPU)."""
+    quantization: weights in int8 per tensor, activations quantized on the fly (its speed and accuracy cost: README,
+    Backends and threads on the CPU)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     target = path.with_name("model.int8.onnx")
