@@ -41,7 +41,7 @@ class LoadedClassifier:
     tokenizer: PreTrainedTokenizerBase
     device: torch.device
     max_length: int
-    session: OnnxSession | None = None  # ONNX Runtime on the model's export (or its int8 copy), for the passes it runs best
+    session: OnnxSession | None = None  # ONNX Runtime on the export (or its int8 copy), for the passes it runs best
     quantization: str = "none"  # "int8" when the session runs the export's int8 copy (it then runs every pass)
 
     def runs_on_onnx(self, rows: int) -> bool:
