@@ -12,7 +12,7 @@ from textsvc.config.serving import ServingConfig, textsvc_home
 from textsvc.devices import classifier_batch_tokens, cpu_has_native_bf16, pick_classifier_backend
 from textsvc.errors import ConfigError
 from textsvc.loading import classify_logits, load_classifier
-from textsvc.onnx_classifier import export_key, onnx_session, quantized_export
+from textsvc.onnx_classifier import OnnxSession, export_key, onnx_session, quantized_export
 from textsvc.serving.engine import Engine
 
 CACHE = textsvc_home() / "onnx"  # the session's (conftest's TEXTSVC_HOME), shared with the served models' exports
@@ -26,6 +26,21 @@ def test_onnx_logits_equal_torch_logits_on_padded_batches(transformer_dir):
     assert loaded.backends == {"single_text": "onnxruntime", "batches": "onnxruntime"}  # a float32 model
     assert torch.allclose(classify_logits(loaded, TEXTS), expected, atol=1e-4)
     assert torch.allclose(classify_logits(loaded, TEXTS[1:2]), expected[1:2], atol=1e-4)  # a batch of one
+
+
+def test_texts_shared_among_single_threaded_callers_equal_lone_passes(transformer_dir):
+    loaded = load_classifier(transformer_dir, "cpu")
+    onnx_session(loaded.model, transformer_dir, CACHE)  # makes the export
+    export = CACHE / export_key(transformer_dir) / "model.onnx"
+    rows = loaded.encode(TEXTS * 3)
+    lone = OnnxSession(export, threads=1)
+    expected = torch.cat([lone.logits_each([row]) for row in rows])
+    shared = OnnxSession(export, threads=3)  # two helpers beside the caller, whatever the machine's cores
+    assert torch.allclose(shared.logits_each(rows), expected, atol=1e-5)  # in the rows' order
+    assert torch.allclose(shared.logits_each(rows[:2]), expected[:2], atol=1e-5)  # fewer rows than callers
+    with pytest.raises(Exception, match="indices|out of bounds|idx"):  # a token id past the vocabulary, on a helper
+        shared.logits_each([*rows, [10**9]])
+    assert torch.allclose(shared.logits_each(rows), expected, atol=1e-5)  # and the session still serves
 
 
 def test_export_is_made_once_per_weights_file(transformer_dir, tmp_path):

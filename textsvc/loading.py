@@ -73,9 +73,9 @@ class LoadedClassifier:
         if self.runs_on_onnx(len(ids)):
             # each text alone, at its own length: on both 2-core CPUs measured, ONNX Runtime made more texts/s one at
             # a time than in padded batches (MiniLM on a Xeon with AVX-512 BF16: 171 against 158 at batch 32; on an
-            # AVX2-only EPYC, /classify at 32 clients went from 37.4 texts/s in padded batches to 48.6)
-            return torch.cat([self.session.logits(torch.tensor([row]), torch.ones(1, len(row), dtype=torch.long))
-                              for row in ids])
+            # AVX2-only EPYC, /classify at 32 clients went from 37.4 texts/s in padded batches to 48.6); a batch's
+            # texts are shared among single-threaded callers (OnnxSession)
+            return self.session.logits_each(ids)
         longest = max(len(row) for row in ids)
         longest = min(-(-longest // PAD_TO_MULTIPLE) * PAD_TO_MULTIPLE, max(longest, self.max_length))
         input_ids = torch.full((len(ids), longest), self.tokenizer.pad_token_id or 0, dtype=torch.long)  # (B, T)

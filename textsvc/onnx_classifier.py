@@ -13,7 +13,9 @@ import importlib.util
 import logging
 import os
 import tempfile
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -77,20 +79,59 @@ def quantized_export(path: Path) -> Path:
 
 
 class OnnxSession:
-    """An ONNX Runtime session over an exported classifier: `logits(input_ids, attention_mask)` in numpy."""
+    """ONNX Runtime over an exported classifier, running each text alone at its own length (`logits_each`).
+
+    A lone text runs on `threads` threads. Several texts run alone too, at their own lengths, but shared among
+    `threads` callers of a second, single-threaded session: on the 2-core EPYC with AVX-512 BF16, MiniLM one text at
+    a time made 80-92 texts/s on 2 threads against 126-140 on two single-threaded callers (int8 copy: 187-247
+    against 251-337). Splitting a small pass over cores costs more than it gains; a 2-thread session called from two
+    threads at once made no more than one caller (94-97). The second session holds a second copy of the weights.
+    """
 
     def __init__(self, path: Path, threads: int):
-        import onnxruntime
+        self.threads = threads
+        self.session = _inference_session(path, threads)
+        self.solo = _inference_session(path, 1) if threads > 1 else self.session
+        # the calling thread is one of the callers; these are the others
+        self._helpers = ThreadPoolExecutor(threads - 1, thread_name_prefix="textsvc-onnx") if threads > 1 else None
 
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    def logits_each(self, rows: list[list[int]]) -> torch.Tensor:
+        """(B, num_labels) float32 logits of token id rows, each run alone at its own length."""
+        if len(rows) == 1 or self._helpers is None:
+            return torch.cat([_run_row(self.session, row) for row in rows])
+        results: list[torch.Tensor | None] = [None] * len(rows)
+        longest_first = iter(sorted(range(len(rows)), key=lambda i: -len(rows[i])))  # the last taken are the shortest
+        lock = threading.Lock()
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, num_labels) float32 logits for (B, T) id and mask rows."""
-        feed = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
-        return torch.from_numpy(np.asarray(self.session.run(["logits"], feed)[0], dtype=np.float32))
+        def take_and_run() -> None:  # each caller takes the next row when it is free: the shares balance themselves
+            while True:
+                with lock:
+                    index = next(longest_first, None)
+                if index is None:
+                    return
+                results[index] = _run_row(self.solo, rows[index])
+
+        helpers = [self._helpers.submit(take_and_run) for _ in range(min(self.threads, len(rows)) - 1)]
+        take_and_run()
+        for helper in helpers:
+            helper.result()  # a helper's error is the pass's error
+        return torch.cat(results)
+
+
+def _inference_session(path: Path, threads: int):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _run_row(session, row: list[int]) -> torch.Tensor:
+    """(1, num_labels) float32 logits of one token id row."""
+    ids = np.asarray([row], dtype=np.int64)
+    logits = session.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
+    return torch.from_numpy(np.asarray(logits, dtype=np.float32))
 
 
 def onnx_session(model: PreTrainedModel, model_dir: Path, cache_dir: Path, quantize: str = "none") -> OnnxSession:
