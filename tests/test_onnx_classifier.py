@@ -140,18 +140,18 @@ def test_explicit_onnx_runtime_fails_the_models_that_do_not_export(models_dir):
         engine.close()
 
 
-def test_auto_dtype_keeps_batches_in_torch_where_the_cpu_runs_bf16(models_dir):
+def test_auto_dtype_runs_exported_classifiers_in_onnx_runtime_and_the_lstm_in_torch(models_dir):
     engine = Engine(ServingConfig(models_dir=str(models_dir), device="cpu", dtype="auto"))
     engine.load()
     try:
-        described = engine.models["sentiment-bert"].describe()
+        bert, lstm = engine.models["sentiment-bert"].describe(), engine.models["sentiment-lstm"].describe()
         batched = engine.classify("sentiment-bert", TEXTS)
         alone = [engine.classify("sentiment-bert", [text])[0] for text in TEXTS]
     finally:
         engine.close()
-    native = cpu_has_native_bf16()
-    assert described["dtype"] == ("bfloat16" if native else "float32")
-    assert described["backends"] == {"single_text": "onnxruntime", "batches": "torch" if native else "onnxruntime"}
-    for together, apart in zip(batched, alone, strict=True):  # bf16 and float32 passes agree to bf16's precision
+    assert bert["dtype"] == "float32" and set(bert["backends"].values()) == {"onnxruntime"}
+    assert lstm["dtype"] == ("bfloat16" if cpu_has_native_bf16() else "float32")  # `auto` where torch runs it
+    assert set(lstm["backends"].values()) == {"torch"}
+    for together, apart in zip(batched, alone, strict=True):  # two sessions, the same float32 export
         scores = {result["label"]: result["score"] for result in apart}
-        assert all(result["score"] == pytest.approx(scores[result["label"]], abs=0.02) for result in together)
+        assert all(result["score"] == pytest.approx(scores[result["label"]], abs=1e-5) for result in together)

@@ -224,9 +224,9 @@ class Engine:
         loaded = load_classifier(path, str(device), "float32" if backend == "onnxruntime" else self.config.dtype)
         if backend == "onnxruntime":
             loaded.session = self._onnx_session(name, path, loaded)
-            if loaded.session is not None and quantize == "int8":
-                loaded.quantization = quantize  # the float32 model stays: runs_on_onnx then sends batches too
-            elif self.config.classifier_backend == "auto":  # batches stay in torch, in `dtype` (see runs_on_onnx)
+            if loaded.session is not None:  # it runs every pass; the float32 torch model stays for /models
+                loaded.quantization = quantize
+            elif self.config.classifier_backend == "auto":  # a model that does not export stays in torch, in `dtype`
                 loaded.model.to(pick_dtype(self.config.dtype, device))
         served, run, hooks = ServedClassifier(name, path, loaded), runner_for(device), self.telemetry.worker_hooks(name)
         served.batcher = DynamicBatcher(
@@ -235,7 +235,7 @@ class Engine:
             max_batch_tokens=classifier_batch_tokens(self.config.max_batch_tokens, device),
             max_queue_size=self.config.max_queue_size, name=name,
             retry_after_s=self.config.retry_after_s, on_batch=hooks["on_batch"], on_depth=hooks["on_depth"])
-        if self.config.warmup:  # a lone text and a batch: they may run on different backends
+        if self.config.warmup:  # a lone text and a batch: in ONNX Runtime they run on different sessions
             run(loaded.logits, loaded.encode(["warm up"]))
             run(loaded.logits, loaded.encode(["warm up", "a batch of two"]))
         return served
