@@ -1,6 +1,6 @@
 """The peers scripts/bench_serving.py measures in the same run, on the same model files: what a user would run
-instead of textsvc (the transformers pipeline and `generate()`, ONNX Runtime, llama.cpp) and the raw batched
-forward pass, the ceiling of any classifier server on this machine."""
+instead of textsvc (the transformers pipeline and `generate()`, ONNX Runtime, llama.cpp), and two ceilings: the raw
+batched torch forward pass, and textsvc's own ONNX Runtime passes without HTTP."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 import textsvc  # noqa: F401  (registers textsvc's architectures with the Auto classes)
-from textsvc.onnx_classifier import INPUT_NAMES, export_classifier, quantized_export
+from textsvc.onnx_classifier import INPUT_NAMES, OnnxSession, export_classifier, quantized_export
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -33,7 +33,7 @@ def pipeline_one_at_a_time(model_dir: str, texts: list[str], device: str = "cpu"
 
 @torch.inference_mode()
 def raw_forward(model_dir: str, texts: list[str], batch_size: int, sort_by_length: bool, device: str = "cpu") -> float:
-    """Texts per second of the model's own batched forward pass (tokenizing included): the ceiling."""
+    """Texts per second of the model's own batched forward pass (tokenizing included): a torch server's ceiling."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval().to(device)
 
@@ -74,6 +74,28 @@ def onnx_one_at_a_time(model_dir: str, texts: list[str], work_dir: Path, threads
     started = time.perf_counter()
     for text in texts:
         run(text)
+    return len(texts) / (time.perf_counter() - started)
+
+
+def onnx_shared(model_dir: str, texts: list[str], work_dir: Path, threads: int, batch_size: int,
+                int8: bool = False) -> float | None:
+    """Texts per second of textsvc's own ONNX Runtime passes without the server: `batch_size` texts at a time, each
+    alone at its own length, shared among `threads` single-threaded callers (`OnnxSession.logits_each`, as the
+    server runs a batch), tokenizing included. What /classify could reach on this machine were HTTP free."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    path = export_classifier(model, work_dir / "classifier.onnx")
+    session = OnnxSession(quantized_export(path) if int8 else path, threads)
+
+    def run(batch: list[str]) -> None:
+        session.logits_each(tokenizer(batch, truncation=True)["input_ids"])
+
+    run(texts[:batch_size])  # warm-up
+    started = time.perf_counter()
+    for start in range(0, len(texts), batch_size):
+        run(texts[start:start + batch_size])
     return len(texts) / (time.perf_counter() - started)
 
 

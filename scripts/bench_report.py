@@ -47,6 +47,12 @@ def classify_rows(m: dict, levels: list[int]) -> list[str]:
     raw_sorted, raw = get("raw_forward_32_sorted", "texts_per_s"), get("raw_forward_32", "texts_per_s")
     rows.append(f"| ceiling: raw forward, batch 32 | sorted by length {fmt(raw_sorted)}, unsorted {fmt(raw)} "
                 f"texts/s | | textsvc at {levels[-1]} clients: {ratio(get(top, 'texts_per_s'), raw_sorted)} |")
+    shared, shared_int8 = get("onnx_shared_32", "texts_per_s"), get("onnx_int8_shared_32", "texts_per_s")
+    if shared:
+        rows.append(f"| ceiling: textsvc's ONNX Runtime passes without HTTP, 32 texts shared among single-threaded "
+                    f"callers | float32 {fmt(shared)}, int8 {fmt(shared_int8)} texts/s | | textsvc at {levels[-1]} "
+                    f"clients: {ratio(get(top, 'texts_per_s'), shared)} of float32, "
+                    f"{ratio(get(top, 'texts_per_s'), shared_int8)} of int8 |")
     noop = get("noop_route", "requests_per_s")
     rows.append(f"| no-op route (/health), {levels[-1]} clients | {fmt(noop)} requests/s | | /classify at "
                 f"{levels[-1]} clients: {ratio(get(top, 'requests_per_s'), noop)} of it |")
@@ -114,7 +120,8 @@ def plot(rounds: list[dict], args, output_dir: Path) -> None:
     for color, (name, label) in enumerate((("pipeline_1", "pipeline, 1 at a time"),
                                            ("onnx_1", "ONNX Runtime, 1 at a time"),
                                            ("onnx_int8_1", "ONNX Runtime int8, 1 at a time"),
-                                           ("raw_forward_32_sorted", "raw forward, batch 32 sorted")), start=1):
+                                           ("raw_forward_32_sorted", "raw forward, batch 32 sorted"),
+                                           ("onnx_shared_32", "textsvc's ONNX Runtime passes, no HTTP")), start=1):
         if name in m:
             left.axhline(m[name]["texts_per_s"], linestyle="--", label=label, color=f"C{color}")
     left.set(xlabel="concurrent clients", ylabel="texts/s", title="Classification", xscale="log")

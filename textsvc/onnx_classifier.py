@@ -82,10 +82,9 @@ class OnnxSession:
     """ONNX Runtime over an exported classifier, running each text alone at its own length (`logits_each`).
 
     A lone text runs on `threads` threads. Several texts run alone too, at their own lengths, but shared among
-    `threads` callers of a second, single-threaded session: on the 2-core EPYC with AVX-512 BF16, MiniLM one text at
-    a time made 80-92 texts/s on 2 threads against 126-140 on two single-threaded callers (int8 copy: 187-247
-    against 251-337). Splitting a small pass over cores costs more than it gains; a 2-thread session called from two
-    threads at once made no more than one caller (94-97). The second session holds a second copy of the weights.
+    `threads` callers of a second, single-threaded session: splitting one small pass over the cores gains less than
+    running passes side by side, at the cost of a second copy of the weights (the figures: README, Backends and
+    threads on the CPU).
     """
 
     def __init__(self, path: Path, threads: int):
