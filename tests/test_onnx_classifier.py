@@ -13,6 +13,7 @@ from textsvc.devices import classifier_batch_tokens, cpu_has_native_bf16, pick_c
 from textsvc.errors import ConfigError
 from textsvc.loading import classify_logits, load_classifier
 from textsvc.onnx_classifier import OnnxSession, export_key, onnx_session, quantized_export
+from textsvc.serving.api import create_app
 from textsvc.serving.engine import Engine
 
 CACHE = textsvc_home() / "onnx"  # the session's (conftest's TEXTSVC_HOME), shared with the served models' exports
@@ -145,13 +146,25 @@ def test_auto_dtype_runs_exported_classifiers_in_onnx_runtime_and_the_lstm_in_to
     engine.load()
     try:
         bert, lstm = engine.models["sentiment-bert"].describe(), engine.models["sentiment-lstm"].describe()
+        budgets = [engine.models[name].batcher.max_batch_tokens for name in ("sentiment-bert", "sentiment-lstm")]
         batched = engine.classify("sentiment-bert", TEXTS)
         alone = [engine.classify("sentiment-bert", [text])[0] for text in TEXTS]
     finally:
         engine.close()
     assert bert["dtype"] == "float32" and set(bert["backends"].values()) == {"onnxruntime"}
+    assert budgets == [None, 1024]  # unpadded passes need no token budget; torch's padded ones keep the CPU's
     assert lstm["dtype"] == ("bfloat16" if cpu_has_native_bf16() else "float32")  # `auto` where torch runs it
     assert set(lstm["backends"].values()) == {"torch"}
     for together, apart in zip(batched, alone, strict=True):  # two sessions, the same float32 export
         scores = {result["label"]: result["score"] for result in apart}
         assert all(result["score"] == pytest.approx(scores[result["label"]], abs=1e-5) for result in together)
+
+
+def test_tei_info_gives_an_integer_token_budget_for_onnx_runtime_classifiers(models_dir):
+    app = create_app({"models_dir": str(models_dir), "device": "cpu"})
+    try:
+        info = app.test_client().get("/info?model=sentiment-bert").json
+        limit = app.extensions["textsvc"].models["sentiment-bert"].loaded.max_length
+    finally:
+        app.extensions["textsvc"].close()
+    assert info["max_batch_tokens"] == info["max_batch_requests"] * limit  # no budget: the count cap at full length

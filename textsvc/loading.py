@@ -46,10 +46,8 @@ class LoadedClassifier:
 
     @property
     def backend(self) -> str:
-        """What runs the passes: ONNX Runtime when the model has a session, lone texts and batches alike (on the
-        2-core EPYC with AVX-512 BF16, MiniLM served at 32 clients made 114-134 texts/s through it in float32
-        against 96-140 in torch bf16 batches, and its server grew from 638 to 650 MiB over five rounds against
-        681 to 768-774: ONNX Runtime compiles nothing per shape), else torch."""
+        """What runs the passes: ONNX Runtime when the model has a session, lone texts and batches alike, else
+        torch (why, with the figures: README, Backends and threads on the CPU)."""
         return "onnxruntime" if self.session is not None else "torch"
 
     @property

@@ -56,7 +56,8 @@ class ServingConfig:
     max_batch_size: int = setting(32, "texts per classifier forward pass")
     max_batch_tokens: int | None = setting(None, "padded tokens per classifier forward pass (TEI's "
                                                  "max_batch_tokens; default: see devices.classifier_batch_tokens, "
-                                                 "1,024 on the CPU and 16,384 on a GPU)")
+                                                 "1,024 on the CPU and 16,384 on a GPU; ONNX Runtime's unpadded "
+                                                 "passes: none)")
     max_wait_ms: float = setting(0.0, "how long a classifier batch waits for more texts; at 0 a text that finds the "
                                       "model idle runs at once, and texts that arrive while it is busy form the "
                                       "next batch")

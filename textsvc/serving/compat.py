@@ -53,7 +53,9 @@ def tei_info(served: ServedClassifier) -> dict:
             "model_type": {"classifier": {"id2label": {str(k): v for k, v in model_config.id2label.items()},
                                           "label2id": dict(model_config.label2id)}},
             "max_concurrent_requests": config.max_queue_size, "max_input_length": loaded.max_length,
-            "max_batch_tokens": served.batcher.max_batch_tokens, "max_batch_requests": config.max_batch_size,
+            # an integer, as TEI's clients read it: without a token budget, the count cap times the input limit
+            "max_batch_tokens": served.batcher.max_batch_tokens or config.max_batch_size * loaded.max_length,
+            "max_batch_requests": config.max_batch_size,
             "max_client_batch_size": config.max_inputs, "tokenization_workers": None,
             "version": textsvc.__version__, "sha": None, "docker_label": None}
 

@@ -229,10 +229,14 @@ class Engine:
             elif self.config.classifier_backend == "auto":  # a model that does not export stays in torch, in `dtype`
                 loaded.model.to(pick_dtype(self.config.dtype, device))
         served, run, hooks = ServedClassifier(name, path, loaded), runner_for(device), self.telemetry.worker_hooks(name)
+        # the token budget bounds padding; ONNX Runtime runs each text alone, unpadded, and shares a batch's texts
+        # among its callers, so more texts a batch leave them less waiting for each other (32 clients, MiniLM:
+        # 99-130 texts/s uncut against 103-113 cut at 1,024 tokens; int8 copy 178-249 against 188-219)
+        budget = (classifier_batch_tokens(self.config.max_batch_tokens, device) if loaded.session is None
+                  else self.config.max_batch_tokens)
         served.batcher = DynamicBatcher(
             lambda ids: run(loaded.logits, ids).tolist(), max_batch_size=self.config.max_batch_size,  # B x num_labels
-            max_wait_ms=self.config.max_wait_ms, length=len,
-            max_batch_tokens=classifier_batch_tokens(self.config.max_batch_tokens, device),
+            max_wait_ms=self.config.max_wait_ms, length=len, max_batch_tokens=budget,
             max_queue_size=self.config.max_queue_size, name=name,
             retry_after_s=self.config.retry_after_s, on_batch=hooks["on_batch"], on_depth=hooks["on_depth"])
         if self.config.warmup:  # a lone text and a batch: in ONNX Runtime they run on different sessions
