@@ -42,7 +42,7 @@ class LoadedClassifier:
     device: torch.device
     max_length: int
     session: OnnxSession | None = None  # ONNX Runtime on the export (or its int8 copy): when set, it runs every pass
-    quantization: str = "none"  # "int8" when the session runs the export's int8 copy (it then runs every pass)
+    quantization: str = "none"  # "int8" when the session runs the export's int8 copy
 
     @property
     def backend(self) -> str:

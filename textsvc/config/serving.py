@@ -42,9 +42,8 @@ class ServingConfig:
                                     "for a small loss of accuracy (see the README)")
     classifier_backend: str = setting("auto", "what runs the classifiers' forward passes: torch, onnxruntime (the "
                                               "CPU only, float32, from an export kept under --home), or auto: on "
-                                              "the CPU, when dtype is auto or float32, onnxruntime for lone texts "
-                                              "and torch in dtype for batches (onnxruntime too if that is "
-                                              "float32), for the models that export; else torch")
+                                              "the CPU, when dtype is auto or float32, onnxruntime for every pass "
+                                              "of the models that export; else torch")
     classifier_quantize: str = setting("none", "classifiers, on the CPU: none, or int8: ONNX Runtime runs every "
                                                "pass on an int8 copy of the export (dynamic quantization: weights "
                                                "in int8, activations quantized per pass); faster, for a small loss "
