@@ -105,7 +105,8 @@ def train_tiny_models(root: Path) -> Path:
     models = root / "models"
     cli = [sys.executable, "-m", "textsvc.cli"]
     _quietly([*cli, "train-classifier", "--train_file", str(root / "train.csv"), "--arch", "lstm",
-              "--vocab_size", "200", "--embedding_dim", "16", "--hidden_size", "16", "--max_seq_length", "32",
+              "--embedding_init", "scratch", "--vocab_size", "200", "--embedding_dim", "16", "--hidden_size", "16",
+              "--num_layers", "2", "--max_seq_length", "32",
               "--num_train_epochs", "3", "--disable_tqdm", "--output_dir", str(models / "tiny-classifier")])
     _quietly([*cli, "train-generator", "--train_file", str(root / "corpus.txt"), "--arch", "transformer",
               "--vocab_size", "300", "--hidden_size", "32", "--num_layers", "2", "--num_attention_heads", "2",

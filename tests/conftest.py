@@ -31,8 +31,8 @@ POSITIVE = "good great excellent wonderful amazing lovely fantastic superb delig
 NEGATIVE = "bad awful terrible horrible poor dreadful boring ugly nasty worst".split()
 FILLER = "the movie film plot acting was really quite so very a story show".split()
 
-LSTM = {"arch": "lstm", "vocab_size": 200, "embedding_dim": 16, "hidden_size": 16, "num_layers": 1,
-        "max_seq_length": 32}
+LSTM = {"arch": "lstm", "embedding_init": "scratch", "vocab_size": 200, "embedding_dim": 16, "hidden_size": 16,
+        "num_layers": 1, "max_seq_length": 32}
 TRANSFORMER = {"arch": "transformer", "model_name_or_path": "scratch", "vocab_size": 200, "hidden_size": 32,
                "num_layers": 2, "num_attention_heads": 2, "max_seq_length": 32}
 TRAINING = {"num_train_epochs": 10.0, "learning_rate": 1e-2, "per_device_train_batch_size": 16,

