@@ -24,7 +24,7 @@ import json
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from benchmark_common import carve_sentence_validation
@@ -38,6 +38,8 @@ def run_one(setting: dict, files: dict, args: argparse.Namespace) -> dict:
              "num_train_epochs": setting["epochs"], "seed": setting["seed"],
              "per_device_train_batch_size": args.batch_size, "early_stopping_patience": 0,
              "label_names": "negative,positive", "output_dir": output_dir, **files}
+    if args.model_name_or_path:
+        flags["model_name_or_path"] = args.model_name_or_path
     if args.max_train_samples:
         flags["max_train_samples"] = args.max_train_samples
     command = [sys.executable, "-m", "textsvc.cli", "train-classifier", "--group_by_length", "--disable_tqdm",
@@ -58,6 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", default="../shared/data/sst2")
     parser.add_argument("--output_dir", default="runs/sweep-minilm-sst2")
+    parser.add_argument("--model_name_or_path", help="the encoder (default: textsvc's, all-MiniLM-L6-v2)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--learning_rates", type=float, nargs="+", default=[5e-5, 1e-4, 2e-4])
     parser.add_argument("--epochs", type=float, nargs="+", default=[2, 3])
@@ -78,9 +81,12 @@ def main() -> None:
     files = {"train_file": train_file, "validation_file": validation_file, "test_file": data_dir / "dev.tsv"}
     settings = [{"learning_rate": lr, "epochs": epochs, "seed": seed}
                 for lr, epochs, seed in itertools.product(args.learning_rates, args.epochs, args.seeds)]
-    started = time.time()
+    started, results = time.time(), []
     with ThreadPoolExecutor(args.parallel) as pool:
-        results = list(pool.map(lambda setting: run_one(setting, files, args), settings))
+        for result in as_completed([pool.submit(run_one, setting, files, args) for setting in settings]):
+            results.append(result.result())  # written as each run ends: a sweep cut short keeps what finished
+            (output_root / "sweep.json").write_text(json.dumps(results, indent=2) + "\n")
+            print(f"[{time.time() - started:.0f} s] {json.dumps(results[-1])}", flush=True)
 
     done = sorted((r for r in results if "error" not in r), key=lambda r: -r["validation_accuracy"])
     dropped = " (their phrases dropped from training)" if args.drop_validation_phrases else ""
@@ -94,7 +100,6 @@ def main() -> None:
             print(f"{r['name']:<26}failed: {r['error']}")
     if done:
         print(f"selected on validation: {done[0]['name']}, dev accuracy {done[0]['dev_accuracy']:.4f}")
-    (output_root / "sweep.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
