@@ -41,7 +41,7 @@ def pinned(names: tuple[str, ...]) -> list[str]:
     return [re.search(rf"^({re.escape(name)}==\S+)", lock, re.MULTILINE | re.IGNORECASE).group(1) for name in names]
 
 
-def pack(payload: Path, shared_data: Path) -> None:
+def pack(payload: Path, shared_data: Path, with_encoder: bool = True) -> None:
     from safetensors.torch import load_file, save
 
     from textsvc.gguf_import import default_gguf_file
@@ -56,9 +56,10 @@ def pack(payload: Path, shared_data: Path) -> None:
     minilm = Path(default_encoder_path())
     staging = payload / "staging"
     shutil.copytree(minilm, staging / "minilm", ignore=shutil.ignore_patterns("*.safetensors", "onnx"))
-    weights = {name: tensor.half() if tensor.is_floating_point() else tensor
-               for name, tensor in load_file(minilm / "model.safetensors").items()}
-    (payload / MINILM_WEIGHTS).write_bytes(lzma.compress(save(weights), preset=6))
+    if with_encoder:
+        weights = {name: tensor.half() if tensor.is_floating_point() else tensor
+                   for name, tensor in load_file(minilm / "model.safetensors").items()}
+        (payload / MINILM_WEIGHTS).write_bytes(lzma.compress(save(weights), preset=6))
     generator = staging / "smollm2-135m"
     subprocess.run([sys.executable, "-m", "textsvc.cli", "import-gguf", "--gguf_file", str(default_gguf_file()),
                     "--output_dir", str(generator)], check=True)
@@ -81,9 +82,10 @@ def unpack(payload: Path, dest: Path) -> None:
 
     with tarfile.open(payload / "files.tar.xz") as archive:
         archive.extractall(dest, filter="data")
-    weights = load(lzma.decompress((payload / MINILM_WEIGHTS).read_bytes()))
-    save_file({name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in weights.items()},
-              dest / "minilm" / "model.safetensors", metadata={"format": "pt"})
+    if (payload / MINILM_WEIGHTS).is_file():  # left out of a payload for generation alone (pack --no_encoder)
+        weights = load(lzma.decompress((payload / MINILM_WEIGHTS).read_bytes()))
+        save_file({name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in weights.items()},
+                  dest / "minilm" / "model.safetensors", metadata={"format": "pt"})
     generator = dest / "smollm2-135m"
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(generator))
@@ -101,9 +103,11 @@ def main() -> None:
     parser.add_argument("--payload", type=Path, default=ROOT / ".gpu")
     parser.add_argument("--shared_data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--dest", type=Path, default=Path("/tmp/textsvc-gpu"))
+    parser.add_argument("--no_encoder", action="store_true", help="pack: leave MiniLM's weights out (41 MB), for "
+                        "generation figures alone (scripts/profile_streams.py)")
     args = parser.parse_args()
     if args.action == "pack":
-        pack(args.payload, args.shared_data)
+        pack(args.payload, args.shared_data, with_encoder=not args.no_encoder)
     else:
         args.dest.mkdir(parents=True, exist_ok=True)
         unpack(args.payload, args.dest)
