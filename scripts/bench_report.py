@@ -95,6 +95,10 @@ def markdown(rounds: list[dict], args) -> str:
              *classify_rows(m, classify_levels), *generate_rows(m, stream_levels), "",
              f"textsvc server RSS after each round: {', '.join(f'{v:,.0f}' for v in memory)} MiB; peak "
              f"{max(r['textsvc_memory']['peak_rss_mib'] for r in rounds):,.0f} MiB."]
+    gpu = [r["textsvc_gpu_memory"]["used_mib"] for r in rounds if "textsvc_gpu_memory" in r]
+    if gpu:
+        lines.append(f"textsvc server GPU memory after each round (nvidia-smi): {', '.join(f'{v:,.0f}' for v in gpu)} "
+                     "MiB.")
     elsewhere = [r["busy_cores_elsewhere"]["before_round"] for r in rounds if "busy_cores_elsewhere" in r]
     if elsewhere:
         lines.append("Cores other processes kept busy, sampled for 1 s before each round: "

@@ -170,6 +170,8 @@ def main() -> None:
                 figures = {**classify_round(base, args, texts, skip, Path(work)),
                            **generate_round(base, args, prompts, skip, gguf)}
                 figures["textsvc_memory"] = serving.memory_mib(server.pid)
+                if (gpu_mib := serving.gpu_memory_mib(server.pid)) is not None:
+                    figures["textsvc_gpu_memory"] = {"used_mib": gpu_mib}
                 figures["busy_cores_elsewhere"] = {"before_round": elsewhere}
                 rounds.append(figures)
                 (Path(args.output_dir) / "rounds.partial.json").parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -41,6 +42,18 @@ def memory_mib(pid: int) -> dict:
     if "VmRSS" not in fields:
         raise SystemExit(f"process {pid} has exited")  # a zombie keeps its status file, without memory lines
     return {key: int(fields[name].split()[0]) / 1024 for key, name in (("rss_mib", "VmRSS"), ("peak_rss_mib", "VmHWM"))}
+
+
+def gpu_memory_mib(pid: int) -> float | None:
+    """GPU memory a process holds (its CUDA context and its allocator's pool), as nvidia-smi reports it; None
+    without nvidia-smi, or where it lists no memory for the process (as inside some sandboxes)."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    listing = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, check=False).stdout
+    used = [float(fields[1]) for line in listing.splitlines()
+            if len(fields := [field.strip() for field in line.split(",")]) == 2 and fields[0] == str(pid)]
+    return sum(used) if used else None
 
 
 def cpu_seconds(pid: int) -> float:
