@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The GPU check, one run of under 10 minutes on one GPU:
-#   1. the suite's CUDA tests (bf16 loading, batched decoding equal to solo decoding, the classifier batcher),
+#   1. the suite's CUDA tests (bf16 loading, batched decoding equal to solo decoding, the classifier batcher) and
+#      the default AG News LSTM at four seeds (scripts/benchmark_agnews.py, its TF-IDF baseline in each call),
 #      side by side with
 #   2. the all-MiniLM-L6-v2 SST-2 sweep (scripts/sweep_minilm_sst2.py: seeds x learning rates x epochs), then, alone
 #      on the GPU,
 #   3. the serving benchmark (scripts/bench_serving.py) at 1 and 64 clients and streams, the sweep's best model as
 #      the classifier, and, while time is left,
-#   4. the streams again with the decoding step compiled (--compile_decoding).
-# Results go under $OUT (or docs/benchmarks without it): gpu/ (the benchmark's table, JSON and plots), sweep.json.
+#   4. the streams again with the decoding step compiled (--compile_decoding), passed over twice, with the
+#      server's recompiles listed (scripts/profile_streams.py).
+# Results go under $OUT (or docs/benchmarks without it): gpu/ (the benchmark's table, JSON and plots), sweep.json,
+# compiled.txt.
 #
 # On a machine that reaches neither the hub nor PyPI, pack what it lacks here first (scripts/gpu_payload.py pack):
 # the run finds .gpu/ and installs and unpacks it. Without .gpu/, textsvc and its requirements must be installed
@@ -15,6 +18,7 @@
 # A rehearsal on the CPU (minutes):
 #   GPU_CHECK_DEVICE=cpu SWEEP_FLAGS="--max_train_samples 200 --max_seq_length 32 --seeds 1 --learning_rates 1e-4
 #   --epochs 1 --parallel 1" BENCH_FLAGS="--classify_requests 16 --streams 1,2 --max_new_tokens 4" \
+#   PROFILE_FLAGS="--streams 1,2 --max_new_tokens 4" \
 #   AGNEWS_SAMPLE=<a few hundred rows> AGNEWS_TRAIN=', "num_train_epochs": 1' PATH=$PWD/.venv/bin:$PATH \
 #   bash scripts/gpu_check.sh
 set -uo pipefail
@@ -94,10 +98,9 @@ for log in /tmp/textsvc-serve-*.log; do echo "-- $log (tail)"; tail -5 "$log"; d
 
 left=$(( ${CHECK_SECONDS:-570} - SECONDS ))
 if [ "$left" -gt 90 ]; then
-  stage "streams with the decoding step compiled ($left s left)"
-  bench "$left" --classify_clients 1 --classify_requests 16 --poisson_rate 400 --streams 1,64 \
-    --skip pipeline,onnx,raw,generate,llama,llama-server --serve_flag=--compile_decoding \
-    --output_dir "$WORK/gpu-compiled"
-  cp "$WORK/gpu-compiled/results.md" "$OUT_DIR/gpu-compiled.md" 2>/dev/null
+  stage "streams with the decoding step compiled ($left s left): a cold and a warm pass, and the recompiles"
+  timeout "$left" python3 scripts/profile_streams.py --models_dir "$models" --generator smollm2-135m \
+    --streams 1,64 --passes 2 --serve_flag "--device $DEVICE" --serve_flag "--max_generation_batch_size 64" \
+    --serve_flag=--compile_decoding ${PROFILE_FLAGS:-} 2>&1 | grep -v "Loading weights" | tee "$OUT_DIR/compiled.txt"
 fi
 stage "done"
