@@ -7,10 +7,10 @@
 #      on the GPU,
 #   3. the serving benchmark (scripts/bench_serving.py) at 1 and 64 clients and streams, the sweep's best model as
 #      the classifier, and, while time is left,
-#   4. the streams again with the decoding step compiled (--compile_decoding), passed over twice, with the
-#      server's recompiles listed (scripts/profile_streams.py).
+#   4. the streams again with the decoding step compiled and replayed as CUDA graphs (--compile_decoding
+#      --cuda_graphs), passed over twice, with the server's recompiles listed (scripts/profile_streams.py).
 # Results go under $OUT (or docs/benchmarks without it): gpu/ (the benchmark's table, JSON and plots), sweep.json,
-# compiled.txt.
+# cuda-graphs.txt.
 #
 # On a machine that reaches neither the hub nor PyPI, pack what it lacks here first (scripts/gpu_payload.py pack):
 # the run finds .gpu/ and installs and unpacks it. Without .gpu/, textsvc and its requirements must be installed
@@ -98,9 +98,11 @@ for log in /tmp/textsvc-serve-*.log; do echo "-- $log (tail)"; tail -5 "$log"; d
 
 left=$(( ${CHECK_SECONDS:-570} - SECONDS ))
 if [ "$left" -gt 90 ]; then
-  stage "streams with the decoding step compiled ($left s left): a cold and a warm pass, and the recompiles"
+  stage "streams with the decoding step compiled and replayed as CUDA graphs ($left s left): a cold and a warm" \
+    "pass, and the recompiles"
   timeout "$left" python3 scripts/profile_streams.py --models_dir "$models" --generator smollm2-135m \
     --streams 1,64 --passes 2 --serve_flag "--device $DEVICE" --serve_flag "--max_generation_batch_size 64" \
-    --serve_flag=--compile_decoding ${PROFILE_FLAGS:-} 2>&1 | grep -v "Loading weights" | tee "$OUT_DIR/compiled.txt"
+    --serve_flag=--compile_decoding --serve_flag=--cuda_graphs ${PROFILE_FLAGS:-} 2>&1 \
+    | grep -v "Loading weights" | tee "$OUT_DIR/cuda-graphs.txt"
 fi
 stage "done"

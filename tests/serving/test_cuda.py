@@ -1,4 +1,5 @@
-"""The GPU paths: bf16 loading, batched decoding equal to solo decoding, and the classifier batcher on CUDA.
+"""The GPU paths: bf16 loading, batched decoding equal to solo decoding, CUDA-graph decoding equal to eager
+decoding, and the classifier batcher on CUDA.
 
 Skipped where no GPU is visible (this suite's CPU runs and CI); `scripts/gpu_check.sh` runs them on a GPU machine.
 """
@@ -35,6 +36,22 @@ def test_batched_decoding_on_the_gpu_equals_solo_decoding(models_dir, name):
     worker.close()
     for prompt, config, text in zip(prompts, configs, texts):
         assert text == generate(loaded.model, loaded.tokenizer, prompt, config).text
+
+
+def test_cuda_graph_decoding_on_the_gpu_equals_eager_decoding(models_dir):
+    loaded = load_generator(models_dir / "tiny-gpt", "cuda")
+    eager = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=4, max_queue_size=16)
+    graphed = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=4, max_queue_size=16,
+                               compile_decoding=True, cuda_graphs=True)
+    graphed.warm_up()
+    prompts = ["the cat", "my friend sees the dog", "", "a", "the moon is bright"]
+    config = SamplingConfig(max_new_tokens=12, temperature=0)
+    texts = {}
+    for worker in (eager, graphed):  # every prompt at once: they decode as one batch
+        jobs = [worker.submit(prompt, config) for prompt in prompts]
+        texts[worker] = ["".join(event.text for event in job) for job in jobs]
+        worker.close()
+    assert texts[graphed] == texts[eager]
 
 
 def test_classifier_batcher_on_the_gpu_matches_direct_inference(models_dir, transformer_dir):

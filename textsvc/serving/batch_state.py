@@ -93,8 +93,8 @@ class SlotRows:
     A step with `whole_capacity` attends over the seats' whole capacity rather than the longest row's span, so that
     a compiled step sees a new shape only when the batch size changes or the seats grow (see `GenerationWorker`)."""
 
-    def __init__(self, seats: int):
-        self.seats = seats
+    def __init__(self, seats: int, static: bool = False):
+        self.seats, self.static = seats, static  # static: the seats' addresses are marked fixed for CUDA graphs
         self._store: torch.Tensor | None = None  # (2, layers, seats, heads, capacity, head_dim): keys, values
         self.keys: list[torch.Tensor] = []  # per layer, views of the store
         self.values: list[torch.Tensor] = []
@@ -172,6 +172,9 @@ class SlotRows:
         """Each layer's keys and values as views of the store, and the one cache object that writes them (the same
         object every step, which a compiled step relies on)."""
         self.keys, self.values = list(self._store[0]), list(self._store[1])
+        if self.static:  # graphs write these in place; new seats (after growing) are new inputs, recorded anew
+            for tensor in (*self.keys, *self.values):
+                torch._dynamo.mark_static_address(tensor)
         self._cache = SeatCache(self.keys, self.values)
 
 
