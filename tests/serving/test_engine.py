@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 
@@ -193,4 +194,18 @@ def test_a_default_model_must_exist(models_dir):
     with pytest.raises(ConfigError) as error:
         engine.load()
     assert error.value.field == "default_classifier" and engine.load_error is error.value
+    engine.close()
+
+
+def test_classifiers_load_before_generators(tmp_path, models_dir, monkeypatch):
+    """Whatever their names: a classifier's warm-up registers its class with transformers' output-recording registry
+    before any generator compiles a decoding step that guards on it (engine._loads_late)."""
+    root = tmp_path / "models"
+    shutil.copytree(models_dir / "tiny-gpt", root / "a-gpt")
+    shutil.copytree(models_dir / "sentiment-bert", root / "b-bert")
+    engine = Engine(ServingConfig(models_dir=str(root), device="cpu", warmup=False))
+    order, load_one = [], engine._load_one
+    monkeypatch.setattr(engine, "_load_one", lambda name, path: order.append(name) or load_one(name, path))
+    engine.load()
+    assert order == ["b-bert", "a-gpt"] and set(engine.models) == {"a-gpt", "b-bert"}
     engine.close()

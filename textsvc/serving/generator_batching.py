@@ -117,12 +117,14 @@ class GenerationWorker:
             use_decode_attention(model)
         # the worker's model never changes once compiled, so the guards on its modules' attributes (checked before
         # every call: 1.5-1.9 ms of SmolLM2's ~22 ms step on 2 cores) are dropped; the inputs' guards stay, and
-        # still pick the graph for the batch size and the seats' capacity
+        # still pick the graph for the batch size and the seats' capacity. Guards on transformers' registry of
+        # output-recording model classes stay too: a class that first runs after warm-up compiles the step again
+        # (so the engine warms its classifiers up before its generators).
         # With `cuda_graphs`, inductor replays each compiled step as a CUDA graph, one per batch size: on a GPU an
         # eager or merely compiled step of a small model waits on Python launching its kernels one by one (SmolLM2
-        # on an H200: 20 ms eager, 6.7 compiled, whatever the batch size up to 64). The graphs read and write the
-        # seats in place, so the seats keep fixed addresses (`SlotRows(static=True)`); on the CPU inductor records
-        # no graphs and the option changes nothing.
+        # on an H200, one row: 20 ms eager, 6.7 compiled; generate()'s eager step is as long for 64 rows). The
+        # graphs read and write the seats in place, so the seats keep fixed addresses (`SlotRows(static=True)`); on
+        # the CPU inductor records no graphs and the option changes nothing.
         self.graphs = self.compiled and cuda_graphs
         self._decode = torch.compile(model, dynamic=None, options={
             "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe,
