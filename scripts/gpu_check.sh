@@ -90,16 +90,12 @@ else  # no sweep run finished: a quick classifier of the same size serves for th
     --label_names negative,positive --disable_tqdm --output_dir "$models/sst2-minilm" > "$WORK/quick.log" 2>&1 \
     || tail -20 "$WORK/quick.log"
 fi
-bench() {  # $1: seconds; the rest: bench_serving.py flags
-  local seconds=$1; shift
-  timeout "$seconds" python3 scripts/bench_serving.py --models_dir "$models" --classifier sst2-minilm \
-    --generator smollm2-135m --texts_file "$DATA/ag_news/train_sample.tsv" --rounds 1 --threads 16 \
-    --peer_device "$DEVICE" --serve_flag "--device $DEVICE" --serve_flag "--max_generation_batch_size 64" \
-    --serve_flag "--max_batch_size 64" "$@" ${BENCH_FLAGS:-}
-  echo "benchmark exit $?"
-}
-bench 180 --classify_clients 1,64 --classify_requests 640 --poisson_rate 400 --streams 1,64 \
-  --skip onnx,llama,llama-server --output_dir "$OUT_DIR/gpu"
+timeout 180 python3 scripts/bench_serving.py --models_dir "$models" --classifier sst2-minilm \
+  --generator smollm2-135m --texts_file "$DATA/ag_news/train_sample.tsv" --rounds 1 --threads 16 \
+  --peer_device "$DEVICE" --serve_flag "--device $DEVICE" --serve_flag "--max_generation_batch_size 64" \
+  --serve_flag "--max_batch_size 64" --classify_clients 1,64 --classify_requests 640 --poisson_rate 400 \
+  --streams 1,64 --skip onnx,llama,llama-server --output_dir "$OUT_DIR/gpu" ${BENCH_FLAGS:-}
+echo "benchmark exit $?"
 for log in /tmp/textsvc-serve-*.log; do echo "-- $log (tail)"; tail -5 "$log"; done
 
 left=$(( ${CHECK_SECONDS:-570} - SECONDS ))

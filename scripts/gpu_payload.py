@@ -93,7 +93,8 @@ def unpack(payload: Path, dest: Path) -> None:
     (generator / "README.md").write_text("# SmolLM2-135M's architecture with random weights\n\nMade by "
                                          "scripts/gpu_payload.py for speed figures only: its text means nothing.\n",
                                          encoding="utf-8")
-    print(f"unpacked into {dest}: minilm (float32), smollm2-135m ({model.num_parameters() / 1e6:.0f}M parameters, "
+    encoder = "minilm (float32), " if (payload / MINILM_WEIGHTS).is_file() else ""
+    print(f"unpacked into {dest}: {encoder}smollm2-135m ({model.num_parameters() / 1e6:.0f}M parameters, "
           "random weights), data")
 
 

@@ -22,6 +22,11 @@ PROMPT_WORDS = ["the", "city", "council", "met", "on", "tuesday", "to", "discuss
                 "schools", "roads", "and", "parks"]
 
 
+def prompt(index: int) -> str:
+    """The index-th prompt: 12 to 17 words, each prompt its own."""
+    return " ".join(PROMPT_WORDS[index % 5:] + [str(index)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models_dir", required=True)
@@ -45,14 +50,13 @@ def main() -> None:
     log = Path(tempfile.gettempdir()) / f"textsvc-serve-{base.rsplit(':', 1)[1]}.log"
     print(f"ready after {time.perf_counter() - started:.1f} s (loading and warm-up); flags: {' '.join(flags)}")
     body = {"model": args.generator, "max_tokens": args.max_new_tokens, "temperature": 0}
-    prompts = [" ".join(PROMPT_WORDS[i % 5:] + [str(i)]) for i in range(64)]  # 12 to 17 words, each its own
     print(f"{'pass':>4} {'streams':>7} {'tokens/s':>9} {'TTFT p50':>9} {'TTFT max':>9} {'ITL p50':>8} {'ITL p99':>8} "
           f"{'ITL max':>8} {'recompiles so far':>18}")
     try:
         for number in range(1, args.passes + 1):
             for streams in [int(level) for level in args.streams.split(",")]:
                 send = lambda i: load.stream_completion(base + "/v1/completions",
-                                                        {**body, "prompt": prompts[i % len(prompts)]})
+                                                        {**body, "prompt": prompt(i)})
                 outcomes, wall = load.closed_loop(send, streams, max(streams, 4))
                 figures = load.summarize(outcomes, wall)
                 gaps = [gap for outcome in outcomes for gap in outcome.gaps_s]
@@ -82,7 +86,7 @@ def in_process(args: argparse.Namespace, compiled: bool) -> None:
     for number in range(1, args.passes + 1):
         for streams in levels:
             started = time.perf_counter()
-            jobs = [worker.submit(" ".join(PROMPT_WORDS[i % 5:] + [str(i)]), config) for i in range(streams)]
+            jobs = [worker.submit(prompt(i), config) for i in range(streams)]
             tokens = sum(1 for job in jobs for _ in job)  # one thread reads every stream in turn
             print(f"in-process worker ({dtype}{', compiled' if compiled else ''}), pass {number}, {streams} streams: "
                   f"{tokens / (time.perf_counter() - started):.1f} tokens/s", flush=True)
