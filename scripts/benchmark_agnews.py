@@ -34,18 +34,20 @@ from benchmark_common import (
 
 TRAIN_SHARE = 0.9
 # The recipes other than "lstm" pin what their README rows measured, so that they keep their meaning when textsvc's
-# defaults move: a BiLSTM 1 x 128 (set through --overrides in those calls) and, unless named, random embeddings
-MEASURED_SIZES = {"hidden_size": 128, "num_layers": 1}
+# defaults move: a BiLSTM 1 x 128 (set through --overrides in those calls) without a bag of words and, unless named,
+# random embeddings
+MEASURED_ARCHITECTURE = {"hidden_size": 128, "num_layers": 1, "bag_of_words": False}
 RUNS = {
     "lstm": {},  # every setting at textsvc's default: the recipe a user gets
     # the default before all-MiniLM-L6-v2's frozen embeddings: random embeddings, BiLSTM 2 x 256
-    "lstm-scratch": {"model": {"embedding_init": "scratch", "hidden_size": 256, "num_layers": 2}},
-    "lstm-minilm": {"model": {"embedding_init": MINILM, "freeze_embeddings": False, **MEASURED_SIZES}},
-    "lstm-minilm-frozen": {"model": {"embedding_init": MINILM, "freeze_embeddings": True, **MEASURED_SIZES}},
-    "lstm-smollm2-frozen": {"model": {"embedding_init": SMOLLM2, "freeze_embeddings": True, **MEASURED_SIZES}},
+    "lstm-scratch": {"model": {"embedding_init": "scratch", "hidden_size": 256, "num_layers": 2,
+                               "bag_of_words": False}},
+    "lstm-minilm": {"model": {"embedding_init": MINILM, "freeze_embeddings": False, **MEASURED_ARCHITECTURE}},
+    "lstm-minilm-frozen": {"model": {"embedding_init": MINILM, "freeze_embeddings": True, **MEASURED_ARCHITECTURE}},
+    "lstm-smollm2-frozen": {"model": {"embedding_init": SMOLLM2, "freeze_embeddings": True, **MEASURED_ARCHITECTURE}},
     # language-model pre-training on the training texts first (Dai & Le 2015), from scratch and on SmolLM2's embeddings
-    "lstm-lm": {"model": {"embedding_init": "scratch", **MEASURED_SIZES}, "train": {"lm_pretrain_epochs": 2.0}},
-    "lstm-smollm2-frozen-lm": {"model": {"embedding_init": SMOLLM2, "freeze_embeddings": True, **MEASURED_SIZES},
+    "lstm-lm": {"model": {"embedding_init": "scratch", **MEASURED_ARCHITECTURE}, "train": {"lm_pretrain_epochs": 2.0}},
+    "lstm-smollm2-frozen-lm": {"model": {"embedding_init": SMOLLM2, "freeze_embeddings": True, **MEASURED_ARCHITECTURE},
                                "train": {"lm_pretrain_epochs": 2.0}},
     # the teacher: all-MiniLM-L6-v2 fine-tuned; 128 tokens hold 99% of the descriptions (WordPiece)
     "minilm": {"model": {"arch": "transformer", "max_seq_length": 128},
@@ -55,7 +57,7 @@ RUNS = {
 # the best LSTM on validation (SmolLM2's frozen embeddings, max-pooled BiLSTM 1 x 128) taught by that MiniLM
 # (Hinton et al. 2015; Tang et al. 2019): each epoch also holds the transfer sentences, so fewer of them
 RUNS["lstm-smollm2-frozen-distilled"] = {
-    "model": {"embedding_init": SMOLLM2, "freeze_embeddings": True, **MEASURED_SIZES},
+    "model": {"embedding_init": SMOLLM2, "freeze_embeddings": True, **MEASURED_ARCHITECTURE},
     "train": {"num_train_epochs": 4, "early_stopping_patience": 2, "distillation_alpha": 0.3,
               "distillation_temperature": 2.0}}
 TEACHER = "minilm"  # the default teacher of every run above that has a distillation_alpha

