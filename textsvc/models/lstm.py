@@ -153,7 +153,6 @@ class LSTMForSequenceClassification(LSTMPreTrainedModel):
                                   if config.bag_of_words and config.word_pair_buckets else None)
         self.post_init()
 
-
     def get_input_embeddings(self) -> nn.Module:
         return self.encoder.embeddings
 
@@ -180,21 +179,24 @@ class LSTMForSequenceClassification(LSTMPreTrainedModel):
         pooled = pool_states(states, attention_mask, self.config.pooling, self.config.bidirectional)  # (B, D)
         logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
         if self.bag_of_words is not None:
-            mask = attention_mask.unsqueeze(-1).to(logits.dtype)  # (B, T, 1)
-            # summed over the words and divided by the square root of their count, the scale of an L2-normalised
-            # count vector: a mean would shrink each telling word's pull by the text's length
-            bag, count = (self.bag_of_words(input_ids) * mask).sum(dim=1), mask.sum(dim=1)  # (B, num_labels), (B, 1)
-            if self.bag_of_word_pairs is not None:
-                pairs = word_pair_buckets(input_ids, self.config.word_pair_buckets)  # (B, T - 1)
-                pair_mask = mask[:, :-1] * mask[:, 1:]  # both words real
-                bag = bag + (self.bag_of_word_pairs(pairs) * pair_mask).sum(dim=1)
-                count = count + pair_mask.sum(dim=1)
-            bag = bag / count.sqrt()
-            logits = logits + self.config.bag_of_words_scale * bag
+            logits = logits + self.bag_logits(input_ids, attention_mask.unsqueeze(-1).to(logits.dtype))
         loss = None
         if labels is not None:
             loss = classification_loss(logits, labels, self.config.problem_type)
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def bag_logits(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, num_labels) logits of the bag of words: the weights of the text's tokens and token pairs, summed and
+        divided by the square root of their count (`mask`: (B, T, 1), 1 for real tokens)."""
+        # the square root is an L2-normalised count vector's scale: a mean would shrink each telling word's pull
+        # by the text's length
+        bag, count = (self.bag_of_words(input_ids) * mask).sum(dim=1), mask.sum(dim=1)  # (B, num_labels), (B, 1)
+        if self.bag_of_word_pairs is not None:
+            pairs = word_pair_buckets(input_ids, self.config.word_pair_buckets)  # (B, T - 1)
+            pair_mask = mask[:, :-1] * mask[:, 1:]  # both tokens real
+            bag = bag + (self.bag_of_word_pairs(pairs) * pair_mask).sum(dim=1)
+            count = count + pair_mask.sum(dim=1)
+        return self.config.bag_of_words_scale * (bag / count.sqrt())
 
 
 def word_pair_buckets(input_ids: torch.Tensor, buckets: int) -> torch.Tensor:
