@@ -51,7 +51,7 @@ def with_and_without_bag(word_pair_buckets: int = 0) -> tuple[LSTMForSequenceCla
     """A classifier with a bag of words, and a copy of it whose LSTM decides alone."""
     torch.manual_seed(0)
     config = LSTMConfig(vocab_size=20, embedding_dim=8, hidden_size=6, num_layers=1, num_labels=3, bag_of_words=True,
-                        word_pair_buckets=word_pair_buckets)
+                        word_pair_buckets=word_pair_buckets, dropout=0.0, embedding_dropout=0.0)
     with_bag = LSTMForSequenceClassification(config).eval()
     alone = copy.deepcopy(with_bag)
     alone.bag_of_words = alone.bag_of_word_pairs = None
@@ -89,3 +89,17 @@ def test_word_pairs_count_beside_words_and_skip_padding():
     # one weighted pair among 3 words and 2 real pairs: divided by the square root of 5
     expected = with_bag.config.bag_of_words_scale * torch.tensor([[3.0, 0.0, 0.0]]) / 5**0.5
     torch.testing.assert_close(added, expected)
+
+
+def test_bag_dropout_leaves_out_whole_texts_bags_in_training_only():
+    with_bag, alone = with_and_without_bag()
+    with_bag.config.bag_of_words_dropout = 0.5
+    with torch.no_grad():
+        with_bag.bag_of_words.weight[5] = torch.tensor([1.0, 0.0, -1.0])
+        ids = torch.tensor([[5, 6, 7, 8]] * 64)
+        bag = with_bag.config.bag_of_words_scale * torch.tensor([1.0, 0.0, -1.0]) / 2.0  # the bag of each row
+        torch.testing.assert_close(with_bag(input_ids=ids).logits - alone(input_ids=ids).logits, bag.expand(64, 3))
+        added = with_bag.train()(input_ids=ids).logits - alone.train()(input_ids=ids).logits  # no other dropout
+    left_out = torch.isclose(added, torch.zeros(3), atol=1e-6).all(dim=1)  # the LSTM alone
+    doubled = torch.isclose(added, 2 * bag, atol=1e-6).all(dim=1)  # kept, scaled up as dropout does
+    assert bool((left_out | doubled).all()) and 0 < int(left_out.sum()) < 64

@@ -178,7 +178,7 @@ def test_the_default_lstm_reads_minilm_frozen_embeddings(tmp_path, data_dir, cap
     torch.testing.assert_close(load_file(output_dir / "model.safetensors")[EMBEDDING_KEY], source, rtol=0, atol=0)
     config = read_json(output_dir / "config.json")
     assert (config["hidden_size"], config["num_layers"], config["bidirectional"]) == (128, 1, True)
-    assert config["bag_of_words"] is True
+    assert config["bag_of_words"] is True and config["bag_of_words_dropout"] == 0.0
     assert load_file(output_dir / "model.safetensors")["bag_of_words.weight"].abs().sum() > 0  # it started at zero
     info = read_json(output_dir / "training_info.json")
     assert info["embedding_init"] == {"source": DEFAULT_ENCODER_HUB_ID, "frozen": True,

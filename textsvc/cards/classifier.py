@@ -68,8 +68,11 @@ def model_details(info: dict) -> str:
     if hyperparameters.get("bag_of_words"):
         buckets = hyperparameters.get("word_pair_buckets")
         pairs = f" and of its word pairs (hashed into {buckets:,} buckets)" if buckets else ""
+        dropout = hyperparameters.get("bag_of_words_dropout")
+        left_out = (f"; left out for a random {dropout:.0%} of the training texts, so that the LSTM also learnt to "
+                    "decide alone" if dropout else "")
         description += (f", beside a linear model of the text's bag of words{pairs} whose logits are added to the "
-                        "LSTM's (the wide part of wide & deep, Cheng et al. 2016)")
+                        f"LSTM's (the wide part of wide & deep, Cheng et al. 2016{left_out})")
     labels = ", ".join(f"`{label}`" for label in info["labels"])
     return common.model_details(info, description, f"predicts one of {len(info['labels'])} labels: {labels}",
                                 _distillation(info))

@@ -20,7 +20,8 @@ ARCH_SIZE_DEFAULTS = {"lstm": {"hidden_size": 128, "num_layers": 1},
                       "transformer": {"hidden_size": 256, "num_layers": 2}}
 # The sizes an LSTM classifier's `LSTMConfig` is built from and its card records: one list for both.
 LSTM_CLASSIFIER_SIZES = ("embedding_dim", "hidden_size", "num_layers", "bidirectional", "dropout",
-                         "embedding_dropout", "pooling", "bag_of_words", "word_pair_buckets")
+                         "embedding_dropout", "pooling", "bag_of_words", "word_pair_buckets",
+                         "bag_of_words_dropout")
 LSTM_GENERATOR_SIZES = ("embedding_dim", "hidden_size", "num_layers", "dropout", "embedding_dropout")
 
 
@@ -97,6 +98,8 @@ class ClassifierModelConfig:
                                        "(wide & deep; --no-bag_of_words: the LSTM alone)")
     word_pair_buckets: int = setting(2**18, "lstm: hash buckets for the word pairs (bigrams) the bag of words also "
                                             "counts; 0: single words only")
+    bag_of_words_dropout: float = setting(0.0, "lstm: share of training texts whose bag of words is left out, so "
+                                               "that the LSTM learns to classify alone too (0.5 on sentiment data)")
     num_attention_heads: int = setting(4, "scratch transformer: attention heads")
     # "cls" by default: on SST-2, all-MiniLM-L6-v2 scored 89.7% with it and 89.3% mean-pooled (same recipe)
     classifier_pooling: str = setting("cls", "pretrained transformer: cls (the architecture's own head), mean (pool "
@@ -116,7 +119,7 @@ class ClassifierModelConfig:
                      "num_attention_heads"):
             require(getattr(self, name) > 0, name, "must be positive")
         require(self.vocab_size >= 100, "vocab_size", "must be at least 100")
-        for name in ("dropout", "embedding_dropout"):
+        for name in ("dropout", "embedding_dropout", "bag_of_words_dropout"):
             require(0 <= getattr(self, name) < 1, name, "must be in [0, 1)")
         require(self.word_pair_buckets >= 0, "word_pair_buckets", "must be >= 0 (0: single words only)")
         require(self.pooling in POOLING_MODES, "pooling", f"must be one of {POOLING_MODES}")
