@@ -104,16 +104,9 @@ class LSTMPreTrainedModel(PreTrainedModel):
     base_model_prefix = "encoder"
     main_input_name = "input_ids"
 
-    def bag_modules(self) -> list[nn.Module]:
-        """A classifier's bag-of-words weight tables (none without one; a language model has none)."""
-        return [module for module in (getattr(self, "bag_of_words", None), getattr(self, "bag_of_word_pairs", None))
-                if module is not None]
-
     @torch.no_grad()
     def _init_weights(self, module):
-        if isinstance(module, nn.Embedding) and module in self.bag_modules():
-            module.weight.zero_()  # the LSTM alone decides until the labels move the words' weights
-        elif isinstance(module, nn.Embedding):
+        if isinstance(module, nn.Embedding):
             module.weight.uniform_(-self.config.initializer_range, self.config.initializer_range)
             if module.padding_idx is not None:
                 module.weight[module.padding_idx].zero_()
@@ -153,6 +146,13 @@ class LSTMForSequenceClassification(LSTMPreTrainedModel):
         self.bag_of_word_pairs = (nn.Embedding(config.word_pair_buckets, config.num_labels)
                                   if config.bag_of_words and config.word_pair_buckets else None)
         self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        if module is self.bag_of_words or module is self.bag_of_word_pairs:
+            module.weight.zero_()  # the LSTM alone decides until the labels move the words' weights
+        else:
+            super()._init_weights(module)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.encoder.embeddings

@@ -69,17 +69,6 @@ def discover_models(models_dir: str | Path | None) -> dict[str, Path]:
     return found
 
 
-def _loads_late(path: Path) -> bool:
-    """Generators load after classifiers. A model class's first forward (a classifier's warm-up) adds it to
-    transformers' registry of output-recording classes, which a compiled decoding step guards on: compiled before
-    it, the step would compile again at its next call, for seconds, while streams waited. (A model that cannot be
-    read sorts first, to fail on its own.)"""
-    try:
-        return is_generator(path)
-    except Exception:  # noqa: BLE001  (_load_one reports it)
-        return False
-
-
 def model_facts(model, device) -> dict:
     """Architecture, size, dtype and device: the part of /models that every kind of model shares."""
     return {"architecture": (model.config.architectures or [type(model).__name__])[0], "device": str(device),
@@ -183,7 +172,11 @@ class Engine:
 
     def _publish(self, found: dict[str, Path]) -> dict[str, list[str]]:
         changes = {"added": [], "replaced": [], "removed": [], "failed": [], "unchanged": []}
-        for name, path in sorted(found.items(), key=lambda item: _loads_late(item[1])):
+        # generators load after classifiers: a model class's first forward (a classifier's warm-up) adds it to
+        # transformers' registry of output-recording classes, which a compiled decoding step guards on; compiled
+        # before it, the step would compile again at its next call, for seconds, while streams waited. (A model
+        # that cannot be read sorts with the classifiers, to fail on its own.)
+        for name, path in sorted(found.items(), key=lambda item: _kind_of(item[1]) == "generator"):
             version = fingerprint(path)
             if self._versions.get(name) == version:
                 changes["unchanged"].append(name)
