@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+import torch
 
-from textsvc.training.metrics import classification_report, confusion_matrix, scalar_metrics
+from textsvc.training.metrics import classification_report, confusion_matrix, mean_cross_entropy, scalar_metrics
 
 # true:      a  a  a  b  b  c  c  c      (class c is never predicted)
 LABELS = [0, 0, 0, 1, 1, 2, 2, 2]
@@ -55,3 +57,11 @@ def test_confusion_matrix_counts_rows_as_true_labels():
 def test_scalar_metrics_are_the_report_headline():
     assert scalar_metrics(LABELS, PREDICTIONS, 3) == pytest.approx(
         {"accuracy": 3 / 8, "macro_precision": 1 / 4, "macro_recall": 7 / 18, "macro_f1": 19 / 63})
+
+
+def test_mean_cross_entropy_is_torchs_and_stays_finite_for_large_logits():
+    generator = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(7, 4, generator=generator) * 30, torch.tensor([0, 1, 2, 3, 3, 2, 1])
+    expected = torch.nn.functional.cross_entropy(logits.double(), labels).item()
+    assert mean_cross_entropy(logits.numpy(), labels.numpy()) == pytest.approx(expected, rel=1e-12)
+    assert mean_cross_entropy(np.array([[1000.0, -1000.0]]), np.array([1])) == pytest.approx(2000.0)

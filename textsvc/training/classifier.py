@@ -54,7 +54,7 @@ from textsvc.training.embedding_init import (
     settle_embedding_init,
 )
 from textsvc.training.lm_pretraining import lm_pretraining
-from textsvc.training.metrics import classification_report, scalar_metrics
+from textsvc.training.metrics import classification_report, mean_cross_entropy, scalar_metrics
 
 
 def training_arguments(train: TrainingConfig, model: ClassifierModelConfig, run_dir: Path) -> TrainingArguments:
@@ -127,11 +127,16 @@ def classifier_pooling(model: ClassifierModelConfig) -> str:
 
 
 def compute_epoch_metrics(num_labels: int):
-    """The `Trainer`'s `compute_metrics`: scalar figures from logits."""
+    """The `Trainer`'s `compute_metrics`: scalar figures from logits, the mean loss among them."""
     def compute(eval_prediction) -> dict[str, float]:
-        logits = eval_prediction.predictions
+        logits, labels = eval_prediction.predictions, eval_prediction.label_ids
         logits = logits[0] if isinstance(logits, tuple) else logits
-        return scalar_metrics(eval_prediction.label_ids, np.argmax(logits, axis=-1), num_labels)
+        # the loss is recomputed from the logits, which the Trainer gathers without the rows that padded the ranks'
+        # last batches; its own eval_loss repeats each batch's mean loss, and under DDP accelerate fills the ranks'
+        # batches with rows from the start, so it weighed some rows twice (0.001 off on a 40-row set, 2 processes).
+        # An un-prefixed "loss" replaces the Trainer's eval_loss (it prefixes after setting its own)
+        return {"loss": mean_cross_entropy(logits, labels), **scalar_metrics(labels, np.argmax(logits, axis=-1),
+                                                                             num_labels)}
     return compute
 
 

@@ -16,6 +16,14 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_labels: in
     return matrix
 
 
+def mean_cross_entropy(logits, labels) -> float:
+    """Mean negative log-likelihood of the true labels under softmax(logits), in float64."""
+    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return float(-log_probs[np.arange(len(labels)), labels].mean()) if len(labels) else 0.0
+
+
 def classification_report(labels, predictions, label_names: list[str] | tuple[str, ...]) -> dict:
     """Every figure the evaluation files and model cards report, as plain JSON-able values."""
     labels, predictions = np.asarray(labels), np.asarray(predictions)
