@@ -60,6 +60,8 @@ RUNS["lstm-smollm2-frozen-distilled"] = {
     "model": {"embedding_init": SMOLLM2, "freeze_embeddings": True, **MEASURED_ARCHITECTURE},
     "train": {"num_train_epochs": 4, "early_stopping_patience": 2, "distillation_alpha": 0.3,
               "distillation_temperature": 2.0}}
+# textsvc's default LSTM (bag of words included) taught by the same MiniLM, with every other setting at its default
+RUNS["lstm-distilled"] = {"train": {"distillation_alpha": 0.3, "distillation_temperature": 2.0}}
 TEACHER = "minilm"  # the default teacher of every run above that has a distillation_alpha
 CARD_NAMES = {name: f"agnews-{name}" for name in RUNS} | {"minilm": "agnews-minilm-l6"}
 

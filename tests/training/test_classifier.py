@@ -14,7 +14,7 @@ from textsvc.cli import main
 from textsvc.loading import classify_logits, load_classifier
 from textsvc.models.lstm import LSTMForSequenceClassification
 
-from conftest import LSTM, TRAINING, as_flags, sentiment_rows, write_rows
+from conftest import LSTM, TRAINING, as_flags, sentiment_rows, train_tiny, write_rows
 
 MODEL_CLASSES = {"lstm": LSTMForSequenceClassification, "transformer": BertForSequenceClassification}
 
@@ -95,3 +95,18 @@ def test_cli_trains_on_integer_labels_with_names_and_carves_validation(tmp_path,
     assert info["split_sizes"] == {"train": 48, "validation": 12}
     assert info["label_counts"]["validation"] == {"neg": 6, "pos": 6}
     assert not (tmp_path / "int-labels.checkpoints").exists()
+
+
+def test_selecting_on_validation_loss_keeps_the_lowest_loss_epoch(tmp_path, data_dir):
+    # a quarter of the training labels flipped: memorising them drives the validation loss up again after its low
+    rows = [{**row, "label": {"neg": "pos", "pos": "neg"}[row["label"]] if i % 4 == 0 else row["label"]}
+            for i, row in enumerate(sentiment_rows(120, seed=0))]
+    output_dir = train_tiny("lstm", tmp_path / "by-loss", write_rows(tmp_path / "noisy.csv", rows),
+                            validation_file=str(data_dir / "dev.csv"), num_train_epochs=12.0,
+                            metric_for_best_model="loss")
+    losses = [entry["eval_loss"] for entry in read_json(output_dir / "trainer_state.json")["log_history"]
+              if "eval_loss" in entry]
+    assert len(losses) == 12 and losses.index(min(losses)) < len(losses) - 1  # the lowest is not simply the last
+    assert read_json(output_dir / "training_info.json")["best_checkpoint_metric"] == {"loss": min(losses)}
+    assert read_json(output_dir / "eval_results.json")["loss"] == pytest.approx(min(losses), abs=1e-6)
+    assert "early stopping on validation loss" in (output_dir / "README.md").read_text()

@@ -20,6 +20,7 @@ ARCH_DESCRIPTIONS = {
 }
 METRIC_NAMES = {"accuracy": "Accuracy", "macro_precision": "Macro precision", "macro_recall": "Macro recall",
                 "macro_f1": "Macro F1"}
+SELECTION_NAMES = {"accuracy": "accuracy", "macro_f1": "macro F1", "loss": "loss"}  # --metric_for_best_model
 SPLIT_NAMES = {"eval": "validation", "test": "test"}  # results file prefix -> the split's name on the hub
 
 
@@ -139,8 +140,9 @@ def training_procedure(info: dict) -> str:
     distilled = (f" The training loss was {teacher['alpha']} x cross-entropy on the labels + {1 - teacher['alpha']:g} x "
                  f"the KL divergence to the teacher's softened predictions at temperature {teacher['temperature']} "
                  "(Hinton et al. 2015), scaled by the temperature squared." if teacher else "")
+    selected_on = SELECTION_NAMES[next(iter(info.get("best_checkpoint_metric") or {"accuracy": None}))]
     return common.training_procedure(info, ": AdamW with weight decay, linear warm-up then decay, evaluation after "
-                                           "every epoch, early stopping on validation accuracy, and the best "
+                                           f"every epoch, early stopping on validation {selected_on}, and the best "
                                            "checkpoint kept." + distilled + _lm_pretraining(info))
 
 

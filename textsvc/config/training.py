@@ -15,6 +15,7 @@ GENERATOR_TOKENIZERS = ("bpe", "char")
 BUDGET_SCHEDULE_TYPES = ("linear", "cosine", "constant", "constant_with_warmup")  # shapes that can follow a clock
 POOLING_MODES = ("max", "mean", "last", "concat")  # see textsvc.models.lstm.pool_states
 LSTM_MAX_EPOCHS = 10.0  # see default_num_train_epochs
+SELECTION_METRICS = ("accuracy", "macro_f1", "loss")  # classifier validation figures a run can select on
 # Sizes left unset take their architecture's: the LSTM's are the best measured on AG News (README, Benchmarks)
 ARCH_SIZE_DEFAULTS = {"lstm": {"hidden_size": 128, "num_layers": 1},
                       "transformer": {"hidden_size": 256, "num_layers": 2}}
@@ -193,6 +194,8 @@ class TrainingConfig(OptimisationConfig):
     distillation_alpha: float = setting(0.5, "weight of the label loss; the teacher's soft loss gets 1 - alpha")
     distillation_temperature: float = setting(2.0, "softmax temperature of the teacher's and student's logits")
     group_by_length: bool = setting(False, "batch texts of similar length together: less padding, faster epochs")
+    metric_for_best_model: str = setting("accuracy", "validation figure that picks the checkpoint kept and drives "
+                                                     f"early stopping: one of {SELECTION_METRICS}")
     lm_pretrain_epochs: float = setting(0.0, "lstm: first train the embedding + LSTM as a language model on the "
                                              "training texts for N epochs (Dai & Le 2015), then fine-tune; 0: off")
 
@@ -204,6 +207,8 @@ class TrainingConfig(OptimisationConfig):
         require(0 <= self.distillation_alpha <= 1, "distillation_alpha", "must be in [0, 1]")
         require(self.distillation_temperature > 0, "distillation_temperature", "must be positive")
         require(self.lm_pretrain_epochs >= 0, "lm_pretrain_epochs", "must be >= 0 (0 turns it off)")
+        require(self.metric_for_best_model in SELECTION_METRICS, "metric_for_best_model",
+                f"must be one of {SELECTION_METRICS}")
 
 
 def default_num_train_epochs(arch: str) -> float:

@@ -58,14 +58,15 @@ from textsvc.training.metrics import classification_report, mean_cross_entropy, 
 
 
 def training_arguments(train: TrainingConfig, model: ClassifierModelConfig, run_dir: Path) -> TrainingArguments:
-    """`TrainingArguments` for one run: evaluate and save every epoch, keep the most accurate checkpoint."""
+    """`TrainingArguments` for one run: evaluate and save every epoch, keep the best checkpoint on validation."""
     return TrainingArguments(
         **{**shared_arguments(train, train.learning_rate or default_learning_rate(model.arch, model.from_scratch),
                               run_dir),
            "num_train_epochs": train.num_train_epochs or default_num_train_epochs(model.arch)},
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
         remove_unused_columns=not train.teacher_model_dir,  # keep the teacher's logits for the loss
-        eval_strategy="epoch", save_strategy="epoch", metric_for_best_model="accuracy", greater_is_better=True,
+        eval_strategy="epoch", save_strategy="epoch", metric_for_best_model=train.metric_for_best_model,
+        greater_is_better=train.metric_for_best_model != "loss",
     )
 
 
@@ -238,7 +239,7 @@ def training_info(data: DataConfig, model: ClassifierModelConfig, train: Trainin
         },
         "embedding_init": embedding_info(model, trainer.model),
         "distillation": distillation_info(train, len(trainer.train_dataset) - len(splits.splits["train"])),
-        "best_checkpoint_metric": {"accuracy": trainer.state.best_metric},
+        "best_checkpoint_metric": {train.metric_for_best_model: trainer.state.best_metric},
         **run_record(trainer, train, train_metrics, wall_seconds),
     }
 
