@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+PIECE_PREFIX = "##"  # WordPiece's mark of a piece that continues a word
 
 
 def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int, max_length: int,
@@ -19,8 +21,21 @@ def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int, max_length:
     tokenizer = Tokenizer(models.WordPiece(unk_token=UNK))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=[PAD, UNK, CLS, SEP, MASK])
+    texts = list(texts)
+    # the trainer numbers the "##x" pieces in hash-map order and breaks ties between merges on those numbers, so the
+    # same texts gave other vocabularies from run to run (huggingface/tokenizers#1794), and other models from the
+    # same seed. Named first, sorted, as the trainer's special tokens, they get fixed numbers; they stay in the
+    # vocabulary but leave the special tokens afterwards, which are matched in raw text and skipped in decoding.
+    pieces = sorted({f"{PIECE_PREFIX}{char}" for text in texts
+                     for word, _ in tokenizer.pre_tokenizer.pre_tokenize_str(tokenizer.normalizer.normalize_str(text))
+                     for char in word[1:]})
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=[PAD, UNK, CLS, SEP, MASK, *pieces],
+                                        continuing_subword_prefix=PIECE_PREFIX)
     tokenizer.train_from_iterator(texts, trainer=trainer)
+    state = json.loads(tokenizer.to_str())
+    state["added_tokens"] = [token for token in state["added_tokens"] if not token["content"].startswith(PIECE_PREFIX)]
+    tokenizer = Tokenizer.from_str(json.dumps(state))
+    tokenizer.decoder = decoders.WordPiece(prefix=PIECE_PREFIX)  # "wonderful ##ly" decodes as "wonderfully"
     if with_cls_sep:
         cls_id, sep_id = tokenizer.token_to_id(CLS), tokenizer.token_to_id(SEP)
         tokenizer.post_processor = processors.TemplateProcessing(
