@@ -110,3 +110,12 @@ def test_selecting_on_validation_loss_keeps_the_lowest_loss_epoch(tmp_path, data
     assert read_json(output_dir / "training_info.json")["best_checkpoint_metric"] == {"loss": min(losses)}
     assert read_json(output_dir / "eval_results.json")["loss"] == pytest.approx(min(losses), abs=1e-6)
     assert "early stopping on validation loss" in (output_dir / "README.md").read_text()
+
+
+@pytest.mark.parametrize("arch", ["lstm", "transformer"])
+def test_the_same_seed_trains_the_same_model_from_scratch(arch, tmp_path, data_dir):
+    runs = [train_tiny(arch, tmp_path / f"run-{i}", data_dir / "train.csv", num_train_epochs=2.0) for i in (1, 2)]
+    assert (runs[0] / "tokenizer.json").read_bytes() == (runs[1] / "tokenizer.json").read_bytes()
+    first, second = load_file(runs[0] / "model.safetensors"), load_file(runs[1] / "model.safetensors")
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[name], second[name]) for name in first)
