@@ -10,7 +10,7 @@ import pytest
 
 from textsvc.cli import main
 
-from conftest import LSTM, TRAINING, as_flags
+from conftest import LM_ARCH_SETTINGS, LM_TRAINING, LSTM, TRAINING, as_flags
 
 
 @pytest.mark.slow
@@ -40,3 +40,19 @@ def test_torchrun_two_processes_on_cpu(tmp_path, data_dir, capsys):
     saved = json.loads((output_dir / "eval_results.json").read_text())
     assert report["accuracy"] == saved["accuracy"]
     assert report["loss"] == pytest.approx(saved["loss"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_torchrun_generator_records_the_saved_models_validation_loss(tmp_path, corpus_file):
+    output_dir = tmp_path / "ddp-lm"
+    # evaluation in batches of 8 blocks over 2 processes: accelerate repeats blocks to fill the last batches
+    settings = {**LM_TRAINING, **LM_ARCH_SETTINGS["lstm"], "max_steps": 20, "eval_steps": 10,
+                "per_device_eval_batch_size": 8}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "textsvc.cli", "train-generator", "--train_file", str(corpus_file), "--output_dir",
+               str(output_dir), *as_flags(settings)]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((output_dir / "training_info.json").read_text())["hyperparameters"]["world_size"] == 2
+    best = json.loads((output_dir / "training_info.json").read_text())["best_checkpoint_metric"]["loss"]
+    assert best == pytest.approx(json.loads((output_dir / "eval_results.json").read_text())["loss"], rel=1e-6)

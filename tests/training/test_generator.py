@@ -56,7 +56,7 @@ def test_logged_validation_loss_is_the_saved_models_loss(generator_dir):
     """The loss that picked the best checkpoint is the per-token loss of the model that was saved (transformers
     once logged GPT-2's (T - 1) / T too low, counting each block's first token as predicted)."""
     best = read_json(generator_dir / "training_info.json")["best_checkpoint_metric"]["loss"]
-    assert best == pytest.approx(read_json(generator_dir / "eval_results.json")["loss"], rel=2e-3)
+    assert best == pytest.approx(read_json(generator_dir / "eval_results.json")["loss"], rel=1e-6)
 
 
 def test_save_then_load_gives_identical_logits(generator_dir, tmp_path):

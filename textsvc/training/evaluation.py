@@ -57,11 +57,27 @@ def language_model_loss(model, ids: list[int], block_size: int, pad_token_id: in
     for start in range(0, len(blocks), batch_size):
         batch = {name: tensor.to(device) for name, tensor in blocks[start:start + batch_size].items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-        targets = batch["labels"][:, 1:]  # (B, T - 1): position t predicts token t + 1
-        total += torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
-                                                   ignore_index=IGNORE_INDEX, reduction="sum").item()
-        count += int((targets != IGNORE_INDEX).sum())
+        sums = block_loss_sums(logits, batch["labels"])
+        total, count = total + sums[:, 0].sum().item(), count + int(sums[:, 1].sum())
     return total, count
+
+
+def block_loss_sums(logits: torch.Tensor | tuple, labels: torch.Tensor) -> torch.Tensor:
+    """(B, 2) per block of (B, T, V) `logits`: its summed next-token loss (nats) and the number of tokens it
+    predicted. Also the `Trainer`'s `preprocess_logits_for_metrics`, which gathers these instead of the logits."""
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    targets = labels[:, 1:]  # (B, T - 1): position t predicts token t + 1
+    losses = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
+                                               ignore_index=IGNORE_INDEX, reduction="none").view(targets.shape)
+    return torch.stack([losses.sum(dim=1), (targets != IGNORE_INDEX).sum(dim=1).to(losses.dtype)], dim=1)
+
+
+def mean_token_loss(eval_prediction) -> dict[str, float]:
+    """The generator `Trainer`'s `compute_metrics`: the per-token loss over the blocks' gathered `block_loss_sums`.
+    The `Trainer`'s own eval_loss averages batch means, each batch counted by its rows, and under DDP over rows that
+    accelerate repeats to fill the processes' last batches; an un-prefixed "loss" replaces it."""
+    sums = eval_prediction.predictions
+    return {"loss": float(sums[:, 0].sum() / max(sums[:, 1].sum(), 1.0))}
 
 
 def generator_report(total_loss: float, num_tokens: int, num_chars: int) -> dict:

@@ -40,7 +40,7 @@ from textsvc.training.common import (
     shared_arguments,
     start_run,
 )
-from textsvc.training.evaluation import generator_report, language_model_loss
+from textsvc.training.evaluation import block_loss_sums, generator_report, language_model_loss, mean_token_loss
 from textsvc.training.text_data import (
     TextSplits,
     evaluation_blocks,
@@ -121,7 +121,7 @@ def generator_arguments(train: GeneratorTrainingConfig, model: GeneratorModelCon
         **shared_arguments(train, train.learning_rate or default_learning_rate(model.arch, model.from_scratch),
                            run_dir),
         eval_strategy=strategy, save_strategy=strategy, eval_steps=train.eval_steps, save_steps=train.eval_steps,
-        prediction_loss_only=True, metric_for_best_model="loss", greater_is_better=False,
+        metric_for_best_model="loss", greater_is_better=False,
     )
 
 
@@ -172,7 +172,8 @@ def train_generator(data: TextDataConfig, model: GeneratorModelConfig, train: Ge
     extra = [EarlyStoppingCallback(train.early_stopping_patience)] if train.early_stopping_patience else []
     parts = dict(model=network, args=args, train_dataset=pack_blocks(tokenized["train"], block_size),
                  eval_dataset=evaluation_blocks(validation_ids, block_size, pad), processing_class=tokenizer,
-                 data_collator=default_data_collator, callbacks=[*extra, *([budget] if budget else []), *callbacks])
+                 data_collator=default_data_collator, callbacks=[*extra, *([budget] if budget else []), *callbacks],
+                 compute_metrics=mean_token_loss, preprocess_logits_for_metrics=block_loss_sums)
     trainer = (BudgetTrainer(**parts, budget=budget, warmup_ratio=train.warmup_ratio) if budget
                else Trainer(**parts))
     train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
