@@ -7,6 +7,7 @@ definitions match `sklearn.metrics.precision_recall_fscore_support(average="macr
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_labels: int) -> np.ndarray:
@@ -17,11 +18,11 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_labels: in
 
 
 def mean_cross_entropy(logits, labels) -> float:
-    """Mean negative log-likelihood of the true labels under softmax(logits), in float64."""
-    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-    return float(-log_probs[np.arange(len(labels)), labels].mean()) if len(labels) else 0.0
+    """Mean negative log-likelihood of the true labels under softmax(logits): torch's cross-entropy, in float64."""
+    if len(labels) == 0:
+        return 0.0
+    return torch.nn.functional.cross_entropy(torch.as_tensor(np.asarray(logits), dtype=torch.float64),
+                                             torch.as_tensor(np.asarray(labels), dtype=torch.long)).item()
 
 
 def classification_report(labels, predictions, label_names: list[str] | tuple[str, ...]) -> dict:
