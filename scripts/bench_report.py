@@ -86,13 +86,14 @@ def generate_rows(m: dict, levels: list[int]) -> list[str]:
 
 def markdown(rounds: list[dict], args) -> str:
     m = medians(rounds)
-    classify_levels = [int(c) for c in args.classify_clients.split(",")]
+    classify_levels = [int(c) for c in args.classify_clients.split(",") if c]
     stream_levels = [int(s) for s in args.streams.split(",")]
     memory = [r["textsvc_memory"]["rss_mib"] for r in rounds]
     lines = [f"# Serving benchmark ({platform.machine()}, {args.threads} threads per peer, medians of {len(rounds)} "
              "rounds)", "", f"Command: `python scripts/bench_serving.py {' '.join(args.argv)}`", "",
              "| measurement | textsvc | peers in the same run | ratio |", "|---|---|---|---|",
-             *classify_rows(m, classify_levels), *generate_rows(m, stream_levels), "",
+             *(classify_rows(m, classify_levels) if classify_levels else []),
+             *generate_rows(m, stream_levels), "",
              f"textsvc server RSS after each round: {', '.join(f'{v:,.0f}' for v in memory)} MiB; peak "
              f"{max(r['textsvc_memory']['peak_rss_mib'] for r in rounds):,.0f} MiB."]
     gpu = [r["textsvc_gpu_memory"]["used_mib"] for r in rounds if "textsvc_gpu_memory" in r]
@@ -116,7 +117,7 @@ def plot(rounds: list[dict], args, output_dir: Path) -> None:
     import matplotlib.pyplot as plt
 
     m = medians(rounds)
-    classify_levels = [int(c) for c in args.classify_clients.split(",")]
+    classify_levels = [int(c) for c in args.classify_clients.split(",") if c]
     stream_levels = [int(s) for s in args.streams.split(",")]
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     left.plot(classify_levels, [m[f"textsvc_classify_c{c}"]["texts_per_s"] for c in classify_levels], "o-",

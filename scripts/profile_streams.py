@@ -42,7 +42,7 @@ def main() -> None:
 
     flags = [flag for pair in args.serve_flag for flag in pair.split(" ", 1)]
     if args.in_process:
-        in_process(args, "--compile_decoding" in flags)
+        in_process(args, "--compile_decoding" in flags, "--cuda_graphs" in flags)
     if args.no_server:
         return
     started = time.perf_counter()
@@ -71,7 +71,7 @@ def main() -> None:
             print(line.split("[__recompiles]", 1)[1].rstrip())
 
 
-def in_process(args: argparse.Namespace, compiled: bool) -> None:
+def in_process(args: argparse.Namespace, compiled: bool, graphs: bool) -> None:
     from textsvc.config.sampling import SamplingConfig
     from textsvc.loading import load_generator
     from textsvc.serving.generator_batching import GenerationWorker
@@ -80,7 +80,7 @@ def in_process(args: argparse.Namespace, compiled: bool) -> None:
     dtype = "bfloat16" if args.in_process.startswith("cuda") else "float32"
     loaded = load_generator(Path(args.models_dir) / args.generator, args.in_process, dtype)
     worker = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=max(levels),
-                              max_queue_size=2 * max(levels), compile_decoding=compiled)
+                              max_queue_size=2 * max(levels), compile_decoding=compiled, cuda_graphs=graphs)
     worker.warm_up()
     config = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=0)
     for number in range(1, args.passes + 1):
@@ -88,7 +88,8 @@ def in_process(args: argparse.Namespace, compiled: bool) -> None:
             started = time.perf_counter()
             jobs = [worker.submit(prompt(i), config) for i in range(streams)]
             tokens = sum(1 for job in jobs for _ in job)  # one thread reads every stream in turn
-            print(f"in-process worker ({dtype}{', compiled' if compiled else ''}), pass {number}, {streams} streams: "
+            mode = ", CUDA graphs" if worker.graphs else ", compiled" if worker.compiled else ""
+            print(f"in-process worker ({dtype}{mode}), pass {number}, {streams} streams: "
                   f"{tokens / (time.perf_counter() - started):.1f} tokens/s", flush=True)
     worker.close()
 

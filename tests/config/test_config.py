@@ -144,7 +144,6 @@ def test_serving_config_from_environment_then_values():
     ({"models_dir": "m", "max_wait_ms": -1}, "max_wait_ms"),
     ({"models_dir": "m", "port": 70000}, "port"),
     ({"models_dir": "m", "api_keys": ("ok", "")}, "api_keys"),
-    ({"models_dir": "m", "cuda_graphs": True}, "cuda_graphs"),  # without compile_decoding: nothing to replay
 ])
 def test_serving_config_errors_name_the_field(values, field):
     from textsvc.config.serving import ServingConfig

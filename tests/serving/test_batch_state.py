@@ -64,8 +64,7 @@ def test_rows_joining_stepping_and_leaving_match_solo_decoding(kind, monkeypatch
         if step == 7:  # the first row leaves: the others move up a seat
             slots.select([1, 2])
             histories = histories[1:]
-        tokens = torch.tensor([[history[-1]] for history in histories])
-        logits = slots.step(model, tokens)
+        logits = slots.step(model, [history[-1] for history in histories])
         for row, history in enumerate(histories):
             torch.testing.assert_close(logits[row], solo_logits(model, history), atol=1e-4, rtol=1e-4)
             history.append(int(logits[row].argmax()))
@@ -79,7 +78,7 @@ def test_steps_write_in_place_rather_than_reallocating():
     slots = SlotRows(seats=2).join(rows)
     storage = [tensor.data_ptr() for tensor in (*slots.keys, *slots.values)]
     for _ in range(5):
-        logits = slots.step(model, logits.argmax(dim=-1, keepdim=True).reshape(-1, 1))
+        logits = slots.step(model, logits.argmax(dim=-1).tolist())
     slots.join(prefill(model, [[7]])[0])
     assert [tensor.data_ptr() for tensor in (*slots.keys, *slots.values)] == storage
 

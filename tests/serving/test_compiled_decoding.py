@@ -7,7 +7,6 @@ import torch
 
 from textsvc.config.sampling import SamplingConfig
 from textsvc.loading import load_generator
-from textsvc.serving.batch_state import CacheRows, SlotRows
 from textsvc.serving.compute import in_passing_thread
 from textsvc.serving.generator_batching import GenerationWorker
 
@@ -65,25 +64,3 @@ def test_quantized_batches_above_the_kernel_row_limit_run_compiled_without_new_g
     assert counters["stats"]["unique_graphs"] == graphs
     compiled.close()
     plain.close()
-
-
-def test_the_cuda_graph_option_keeps_the_seats_in_place_and_the_tokens(models_dir):
-    """`--cuda_graphs` marks the seats' addresses fixed (graph replays write them in place) and leaves every token
-    as the eager step gives it. On the CPU inductor records no graph, so this checks the path around the graphs;
-    tests/serving/test_cuda.py checks the graphs themselves."""
-    loaded = in_passing_thread(load_generator, models_dir / "tiny-gpt", "cpu")
-    rows = SlotRows(2, static=True)
-    with torch.inference_mode():
-        prefill = loaded.model(input_ids=torch.tensor([[1, 2, 3]]), use_cache=True)
-    rows.join(CacheRows(prefill.cache, torch.ones(1, 3, dtype=torch.long)))
-    assert all(getattr(seats, "_dynamo_static_input_type", None) for seats in (*rows.keys, *rows.values))
-    eager = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=4, max_queue_size=16)
-    graphed = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=4, max_queue_size=16,
-                               compile_decoding=True, cuda_graphs=True)
-    assert graphed.graphs and not eager.graphs
-    graphed.warm_up()
-    prompts = ["the cat", "my friend sees the dog", "a", "the moon is bright"]
-    greedy = SamplingConfig(max_new_tokens=12, temperature=0)
-    assert decode_together(graphed, prompts, greedy) == decode_together(eager, prompts, greedy)
-    eager.close()
-    graphed.close()

@@ -38,20 +38,26 @@ def test_batched_decoding_on_the_gpu_equals_solo_decoding(models_dir, name):
         assert text == generate(loaded.model, loaded.tokenizer, prompt, config).text
 
 
-def test_cuda_graph_decoding_on_the_gpu_equals_eager_decoding(models_dir):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_cuda_graph_decoding_on_the_gpu_equals_eager_decoding(models_dir, compiled):
     loaded = load_generator(models_dir / "tiny-gpt", "cuda")
     eager = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=4, max_queue_size=16)
     graphed = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=4, max_queue_size=16,
-                               compile_decoding=True, cuda_graphs=True)
+                               compile_decoding=compiled, cuda_graphs=True)
     graphed.warm_up()
-    prompts = ["the cat", "my friend sees the dog", "", "a", "the moon is bright"]
-    config = SamplingConfig(max_new_tokens=12, temperature=0)
+    assert graphed.graphs is not None and graphed.graphs.recorded == [1, 2, 4]  # every bucket, before any request
+    storage = graphed._rows.storage
+    prompts = ["the cat", "my friend sees the dog", "", "a", "the moon is bright"]  # 5 rows: 4, then the fifth alone
+    configs = [SamplingConfig(max_new_tokens=12, temperature=0 if i % 2 else 0.9, seed=i) for i in range(5)]
     texts = {}
-    for worker in (eager, graphed):  # every prompt at once: they decode as one batch
-        jobs = [worker.submit(prompt, config) for prompt in prompts]
-        texts[worker] = ["".join(event.text for event in job) for job in jobs]
-        worker.close()
-    assert texts[graphed] == texts[eager]
+    for worker in (eager, graphed, graphed):  # every prompt at once; the second pass reuses the graphs and seats
+        jobs = [worker.submit(prompt, config) for prompt, config in zip(prompts, configs)]
+        texts.setdefault(worker, []).append(["".join(event.text for event in job) for job in jobs])
+    assert texts[graphed] == texts[eager] * 2
+    assert graphed.graphs is not None and graphed.graphs.recorded == [1, 2, 4]  # recording never failed
+    assert graphed._rows.storage == storage  # no seats grew, so no graph was recorded again
+    eager.close()
+    graphed.close()
 
 
 def test_classifier_batcher_on_the_gpu_matches_direct_inference(models_dir, transformer_dir):

@@ -97,9 +97,10 @@ class ServingConfig:
                                             "(up to a few minutes per model on 2 cores; a C++ compiler on the "
                                             "CPU): one or a few streams decode about twice as fast (SmolLM2 int4 on 2 "
                                             "cores: 13 ms a token against 26)")
-    cuda_graphs: bool = setting(False, "with --compile_decoding, on a GPU: replay the compiled decoding step as "
-                                       "CUDA graphs (one launch a step instead of one per kernel; a graph is "
-                                       "recorded per batch size); on the CPU it changes nothing")
+    cuda_graphs: bool = setting(False, "transformer generators on a GPU: replay each decoding step as a CUDA graph "
+                                       "(one launch a step instead of one per kernel; a graph per power-of-two "
+                                       "batch size, recorded during warm-up), of the compiled step with "
+                                       "--compile_decoding; on the CPU it changes nothing")
     load_in_background: bool = setting(False, "answer /health (and 503 on /ready) while models load")
 
     def __post_init__(self):
@@ -121,8 +122,6 @@ class ServingConfig:
                 f"must be one of {', '.join(CLASSIFIER_QUANTIZATIONS)}")
         require(self.classifier_backend in CLASSIFIER_BACKENDS, "classifier_backend",
                 f"must be one of {', '.join(CLASSIFIER_BACKENDS)}")
-        require(self.compile_decoding or not self.cuda_graphs, "cuda_graphs",
-                "needs --compile_decoding (the graphs replay the compiled step)")
         require(0 <= self.max_wait_ms <= 10_000, "max_wait_ms", "must be in [0, 10000]")
         require(self.retry_after_s >= 0, "retry_after_s", "must be >= 0")
         for name in ("api_keys", "admin_keys"):

@@ -32,8 +32,9 @@ class StateRows:
         index = torch.tensor(keep, device=self.h.device)
         self.h, self.c = self.h.index_select(1, index), self.c.index_select(1, index)
 
-    def step(self, model: PreTrainedModel, tokens: torch.Tensor) -> torch.Tensor:
-        output = model(input_ids=tokens, cache=(self.h, self.c), use_cache=True)
+    def step(self, model: PreTrainedModel, tokens: list[int]) -> torch.Tensor:
+        output = model(input_ids=torch.tensor(tokens, device=self.h.device)[:, None], cache=(self.h, self.c),
+                       use_cache=True)
         self.h, self.c = output.cache
         return output.logits[:, -1, :].float()  # (B, V)
 
@@ -52,10 +53,10 @@ class CacheRows:
         self.cache.batch_select_indices(index)
         self.mask, self.positions = self.mask[index], self.positions[index]
 
-    def step(self, model: PreTrainedModel, tokens: torch.Tensor) -> torch.Tensor:
+    def step(self, model: PreTrainedModel, tokens: list[int]) -> torch.Tensor:
         self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
-        output = model(input_ids=tokens, cache=self.cache, attention_mask=self.mask,
-                       position_ids=self.positions.unsqueeze(1), use_cache=True)
+        output = model(input_ids=torch.tensor(tokens, device=self.mask.device)[:, None], cache=self.cache,
+                       attention_mask=self.mask, position_ids=self.positions.unsqueeze(1), use_cache=True)
         self.cache, self.positions = output.cache, self.positions + 1
         return output.logits[:, -1, :].float()  # (B, V)
 
@@ -93,8 +94,8 @@ class SlotRows:
     A step with `whole_capacity` attends over the seats' whole capacity rather than the longest row's span, so that
     a compiled step sees a new shape only when the batch size changes or the seats grow (see `GenerationWorker`)."""
 
-    def __init__(self, seats: int, static: bool = False):
-        self.seats, self.static = seats, static  # static: the seats' addresses are marked fixed for CUDA graphs
+    def __init__(self, seats: int):
+        self.seats = seats
         self._store: torch.Tensor | None = None  # (2, layers, seats, heads, capacity, head_dim): keys, values
         self.keys: list[torch.Tensor] = []  # per layer, views of the store
         self.values: list[torch.Tensor] = []
@@ -126,26 +127,57 @@ class SlotRows:
                 self._store[:, :, seat, :, :used] = self._store[:, :, row, :, :used]
         self.start, self.next = [self.start[row] for row in keep], [self.next[row] for row in keep]
 
-    def step(self, model: PreTrainedModel, tokens: torch.Tensor, whole_capacity: bool = False) -> torch.Tensor:
-        """One token for every row: (B, 1) tokens in, (B, V) float32 logits out."""
-        device, dtype = self.keys[0].device, self.keys[0].dtype
+    @property
+    def capacity(self) -> int:
+        """Positions each seat holds now (it grows in steps of CAPACITY_STEP)."""
+        return self._store.shape[-2]
+
+    @property
+    def storage(self) -> tuple[int, int]:
+        """Where the seats lie and how long they are: what a recorded CUDA graph that reads them depends on."""
+        return self._store.data_ptr(), self.capacity
+
+    def make_room(self) -> None:
+        """Seats long enough for every row's next token."""
         self._grow(max(self.next) + 1)
-        length = self._store.shape[-2] if whole_capacity else max(self.next) + 1
-        start = torch.tensor(self.start, device=device)
-        write_at = torch.tensor(self.next, device=device)
-        span = torch.arange(length, device=device)
+
+    def step(self, model: PreTrainedModel, tokens: list[int], whole_capacity: bool = False) -> torch.Tensor:
+        """One token for every row (`tokens`, each row's last): (B, V) float32 logits out."""
+        self.make_room()
+        inputs = torch.tensor([tokens, self.start, self.next], device=self.keys[0].device)
+        length = self.capacity if whole_capacity else max(self.next) + 1
+        logits = self.forward(model, inputs, length, dynamic=whole_capacity and len(self.next) > 1)
+        self.advance()
+        return logits.float()
+
+    def forward(self, model: PreTrainedModel, inputs: torch.Tensor, length: int, dynamic: bool = False
+                ) -> torch.Tensor:
+        """The model's (B, V) logits, in its dtype, after one token per row, attending over the seats' first `length`
+        positions. `inputs` is (3, B): each row's token, start and next index; row i is seat i. Rows past the batch
+        are allowed (with start and next 0 they attend to their seat's index 0 alone), so that a recorded graph can
+        run a batch padded to its size. `dynamic` marks the batch dimension dynamic for a compiled model."""
+        tokens, start, write_at = inputs
+        span = torch.arange(length, device=inputs.device)
         visible = (span >= start[:, None]) & (span <= write_at[:, None])  # (B, length)
-        mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill_(~visible, torch.finfo(dtype).min)
+        dtype = self.keys[0].dtype
+        mask = torch.zeros(visible.shape, dtype=dtype, device=inputs.device).masked_fill_(~visible,
+                                                                                        torch.finfo(dtype).min)
         cache = self._cache
-        cache.rows, cache.write_at, cache.length = torch.arange(len(self.next), device=device), write_at, length
-        inputs = {"input_ids": tokens, "attention_mask": mask[:, None, None, :],
+        cache.rows, cache.write_at, cache.length = torch.arange(len(tokens), device=inputs.device), write_at, length
+        inputs = {"input_ids": tokens[:, None], "attention_mask": mask[:, None, None, :],
                   "position_ids": (write_at - start)[:, None]}
-        if whole_capacity and len(self.next) > 1:  # one compiled graph for every batch size above 1
+        if dynamic:  # one compiled graph for every batch size above 1
             for tensor in (*inputs.values(), cache.rows, write_at):
                 torch._dynamo.mark_dynamic(tensor, 0)
-        output = model(**inputs, cache=cache, use_cache=True)
+        return model(**inputs, cache=cache, use_cache=True).logits[:, -1, :]
+
+    def advance(self) -> None:
+        """Every row's next index moves on, after a step wrote its token."""
         self.next = [index + 1 for index in self.next]
-        return output.logits[:, -1, :].float()
+
+    def clear(self) -> None:
+        """No rows left; the seats stay allocated, at the same addresses, for the next batch."""
+        self.start, self.next = [], []
 
     def _allocate(self, like: torch.Tensor, layers: int, length: int) -> None:
         """Seats for every layer's keys and values in one block. One block of tens of MiB is mapped and unmapped
@@ -172,9 +204,6 @@ class SlotRows:
         """Each layer's keys and values as views of the store, and the one cache object that writes them (the same
         object every step, which a compiled step relies on)."""
         self.keys, self.values = list(self._store[0]), list(self._store[1])
-        if self.static:  # graphs write these in place; new seats (after growing) are new inputs, recorded anew
-            for tensor in (*self.keys, *self.values):
-                torch._dynamo.mark_static_address(tensor)
         self._cache = SeatCache(self.keys, self.values)
 
 

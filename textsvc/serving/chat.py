@@ -81,4 +81,4 @@ def _stream(name: str, job, events, ident: str, request) -> Response:
         if request.include_usage:
             yield chat_chunk(name, ident, None, result=job.result)
 
-    return event_stream(chunks(), job.cancel, done="[DONE]")
+    return event_stream(chunks(), job.cancel, done="[DONE]", waiting=job.waiting)

@@ -33,6 +33,7 @@ from textsvc.quantization import packed_kernel_rows
 from textsvc.serving.admission import AdmissionQueue
 from textsvc.serving.batch_state import CacheRows, SlotRows, StateRows, plain_key_value_cache
 from textsvc.serving.compute import runner_for
+from textsvc.serving.decode_graphs import DecodeGraphs
 from textsvc.serving.memory import return_freed_memory
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,10 @@ class Job:
     def cancel(self) -> None:
         """Give the seat up; the worker drops the sequence before its next step."""
         self._cancelled = True
+
+    def waiting(self) -> bool:
+        """Whether an event (or the end) is already queued for the reader."""
+        return not self._events.empty()
 
     @property
     def cancelled(self) -> bool:
@@ -113,22 +118,20 @@ class GenerationWorker:
         # CPU, in-process, a step of 1 row: 12.7-13.6 ms compiled, 25-28 eager; 8 rows: 36-40 against 54-75; 16
         # rows: 45-53 against 55-59. (Before `decode_attention`, the compiled step lost above the row limit.)
         self.compiled = compile_decoding and self.max_batch_size > 1 and not isinstance(model, LSTMForCausalLM)
-        if self.compiled:
+        # On a GPU, `cuda_graphs` replays each step as a CUDA graph (serving.decode_graphs), of the compiled step
+        # where it is compiled, of the eager one otherwise; it changes nothing on the CPU.
+        graphs = cuda_graphs and model.device.type == "cuda" and self.max_batch_size > 1 and not isinstance(
+            model, LSTMForCausalLM)
+        if self.compiled or graphs:
             use_decode_attention(model)
         # the worker's model never changes once compiled, so the guards on its modules' attributes (checked before
         # every call: 1.5-1.9 ms of SmolLM2's ~22 ms step on 2 cores) are dropped; the inputs' guards stay, and
         # still pick the graph for the batch size and the seats' capacity. Guards on transformers' registry of
         # output-recording model classes stay too: a class that first runs after warm-up compiles the step again
         # (so the engine warms its classifiers up before its generators).
-        # With `cuda_graphs`, inductor replays each compiled step as a CUDA graph, one per batch size: on a GPU an
-        # eager or merely compiled step of a small model waits on Python launching its kernels one by one (SmolLM2
-        # on an H200, one row: 20 ms eager, 6.7 compiled; generate()'s eager step is as long for 64 rows). The
-        # graphs read and write the seats in place, so the seats keep fixed addresses (`SlotRows(static=True)`); on
-        # the CPU inductor records no graphs and the option changes nothing.
-        self.graphs = self.compiled and cuda_graphs
         self._decode = torch.compile(model, dynamic=None, options={
-            "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe,
-            "triton.cudagraphs": self.graphs}) if self.compiled else model
+            "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}) if self.compiled else model
+        self.graphs = DecodeGraphs(self._decode, self.max_batch_size, self.compiled) if graphs else None
         self.queue: AdmissionQueue[Job] = AdmissionQueue(max_queue_size, name=name, retry_after_s=retry_after_s,
                                                          on_depth=on_depth)
         self._thread = threading.Thread(target=self._run, name=f"textsvc-{name}", daemon=True)
@@ -152,10 +155,15 @@ class GenerationWorker:
 
     def warm_up(self) -> None:
         """Decode a few tokens alone, and, when the step is compiled, in batches of two and of one row above the
-        quantized kernels' row limit: each compiles its graph (see __init__), which no client should wait for."""
+        quantized kernels' row limit, or with CUDA graphs, in a batch of each bucket's size: each compiles or
+        records its graph (see __init__), which no client should wait for."""
         start = prompt_ids(self.tokenizer, "", None)
-        above_limit = min(packed_kernel_rows() + 1, self.max_batch_size)
-        for size in sorted({1, 2, above_limit}) if self.compiled else [1]:
+        sizes = [1]
+        if self.graphs:
+            sizes = self.graphs.buckets
+        elif self.compiled:
+            sizes = sorted({1, 2, min(packed_kernel_rows() + 1, self.max_batch_size)})
+        for size in sizes:
             jobs = [Job(start, SamplingConfig(max_new_tokens=3, temperature=0), lambda: False) for _ in range(size)]
             self.queue.put_all(jobs)  # at once, so that they are seated together
             for job in jobs:
@@ -196,11 +204,11 @@ class GenerationWorker:
         if not running:
             return
         try:
-            tokens = torch.tensor([[sequence.history[-1]] for _, sequence in running], device=self.model.device)
+            tokens = [sequence.history[-1] for _, sequence in running]
             self.on_batch(len(running))
-            if isinstance(self._rows, SlotRows) and self.compiled:
-                if self.graphs:  # the last step's outputs are read already: the graphs may reuse their memory
-                    torch.compiler.cudagraph_mark_step_begin()
+            if self.graphs and isinstance(self._rows, SlotRows):
+                logits = self._step_graphed(tokens)
+            elif isinstance(self._rows, SlotRows) and self.compiled:
                 logits = self._rows.step(self._decode, tokens, whole_capacity=True)
             else:
                 logits = self._rows.step(self.model, tokens)
@@ -221,9 +229,21 @@ class GenerationWorker:
             self._running = [running[index] for index in keep]
             if self._running:
                 self._rows.select(keep)
+            elif self.graphs and isinstance(self._rows, SlotRows):
+                self._rows.clear()  # the seats stay where the graphs read them, for the next batch
             else:
                 self._rows = None  # the batch is over: its seats go back to the system
                 return_freed_memory()
+
+    def _step_graphed(self, tokens: list[int]) -> torch.Tensor:
+        """A step replayed as a CUDA graph; where recording fails, the eager step from then on (said in the log)."""
+        try:
+            return self.graphs.step(self._rows, tokens)
+        except Exception:  # a model whose step cannot be recorded still serves, at the eager speed
+            log.exception("%s: recording a CUDA graph of the decoding step failed; decoding without graphs from now on",
+                          self.name)
+            self.graphs = None
+            return self._rows.step(self._decode, tokens, whole_capacity=self.compiled)
 
     def _seat(self, jobs: list[Job]) -> tuple[list[tuple[Job, DecodingSequence]], StateRows | CacheRows] | None:
         """Prefill the newcomers together and emit their first tokens; the ones still running, and their rows."""
@@ -252,7 +272,7 @@ class GenerationWorker:
             return rows if self._rows is None else self._rows.join(rows)
         if self.max_batch_size == 1:
             return rows  # a cache of its own kind: one sequence runs at a time in it
-        return (self._rows or SlotRows(self.max_batch_size, static=self.graphs)).join(rows)
+        return (self._rows or SlotRows(self.max_batch_size)).join(rows)
 
     def _prefill(self, jobs: list[Job]) -> tuple[list[DecodingSequence], torch.Tensor, StateRows | CacheRows]:
         """The jobs' sequences, the (B, V) logits after their prompts, and their state as one batch.

@@ -176,7 +176,8 @@ def _tgi_stream(engine: Engine, generation) -> Response:
     sampling = dataclasses.replace(generation.sampling, logprobs=True)  # each TGI event carries a logprob
     g.job = job = engine.submit(generation.model, generation.prompt, sampling, should_stop(client_gone()),
                                 **generation.options)
-    return event_stream((tgi_event(generation, event, job.result) for event in until_deadline(job)), job.cancel)
+    return event_stream((tgi_event(generation, event, job.result) for event in until_deadline(job)), job.cancel,
+                        waiting=job.waiting)
 
 
 @inference.post("/v1/completions")
@@ -203,7 +204,7 @@ def completions():
         if job.result is not None:  # None when the client went away
             yield completion_response(name, job.result, "", ident, OPENAI_FINISH[job.result.finish_reason])
 
-    return event_stream(chunks(), job.cancel, done="[DONE]")
+    return event_stream(chunks(), job.cancel, done="[DONE]", waiting=job.waiting)
 
 
 def until_deadline(job) -> Iterator:
