@@ -64,3 +64,18 @@ def test_quantized_batches_above_the_kernel_row_limit_run_compiled_without_new_g
     assert counters["stats"]["unique_graphs"] == graphs
     compiled.close()
     plain.close()
+
+
+def test_a_compiled_batch_that_fills_every_seat_matches_eager_decoding(models_dir):
+    """Reading keys[:B] from seats of size B proves B equal to the seat count, which a dimension marked dynamic must
+    not (torch raised a ConstraintViolationError at 2 of 2 seats, failing every request of the batch)."""
+    loaded = in_passing_thread(load_generator, models_dir / "tiny-gpt", "cpu")
+    compiled = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=2, max_queue_size=16,
+                                compile_decoding=True)
+    eager = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=2, max_queue_size=16)
+    compiled.warm_up()
+    prompts = ["the cat", "my friend sees the dog"]
+    greedy = SamplingConfig(max_new_tokens=8, temperature=0)
+    assert decode_together(compiled, prompts, greedy) == decode_together(eager, prompts, greedy)
+    compiled.close()
+    eager.close()

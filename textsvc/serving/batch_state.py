@@ -166,9 +166,9 @@ class SlotRows:
         cache.rows, cache.write_at, cache.length = torch.arange(len(tokens), device=inputs.device), write_at, length
         inputs = {"input_ids": tokens[:, None], "attention_mask": mask[:, None, None, :],
                   "position_ids": (write_at - start)[:, None]}
-        if dynamic:  # one compiled graph for every batch size above 1
-            for tensor in (*inputs.values(), cache.rows, write_at):
-                torch._dynamo.mark_dynamic(tensor, 0)
+        if dynamic:  # one compiled graph for the batch sizes above 1; a batch that fills every seat gets its own
+            for tensor in (*inputs.values(), cache.rows, write_at):  # (reading keys[:B] then proves B == seats)
+                torch._dynamo.maybe_mark_dynamic(tensor, 0)
         return model(**inputs, cache=cache, use_cache=True).logits[:, -1, :]
 
     def advance(self) -> None:
