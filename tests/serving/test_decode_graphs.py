@@ -42,7 +42,7 @@ def test_a_step_padded_to_its_bucket_gives_the_real_rows_their_own_logits(kind, 
         slots.make_room()
         inputs = padded_inputs(slots, tokens, 8)
         assert inputs.shape == (3, 8) and inputs[:, 3:].eq(0).all()
-        padded = slots.forward(step, inputs, slots.capacity, dynamic=compiled)  # (8, V): 3 rows, 5 of padding
+        padded = slots.forward(step, *inputs, slots.capacity, dynamic=compiled)  # (8, V): 3 rows, 5 of padding
         slots.advance()
         for row, history in enumerate(histories):
             torch.testing.assert_close(padded[row].float(), solo_logits(model, history), atol=1e-4, rtol=1e-4)

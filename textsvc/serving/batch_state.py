@@ -144,26 +144,27 @@ class SlotRows:
     def step(self, model: PreTrainedModel, tokens: list[int], whole_capacity: bool = False) -> torch.Tensor:
         """One token for every row (`tokens`, each row's last): (B, V) float32 logits out."""
         self.make_room()
-        inputs = torch.tensor([tokens, self.start, self.next], device=self.keys[0].device)
+        device = self.keys[0].device
         length = self.capacity if whole_capacity else max(self.next) + 1
-        logits = self.forward(model, inputs, length, dynamic=whole_capacity and len(self.next) > 1)
+        logits = self.forward(model, torch.tensor(tokens, device=device), torch.tensor(self.start, device=device),
+                              torch.tensor(self.next, device=device), length,
+                              dynamic=whole_capacity and len(self.next) > 1)
         self.advance()
         return logits.float()
 
-    def forward(self, model: PreTrainedModel, inputs: torch.Tensor, length: int, dynamic: bool = False
-                ) -> torch.Tensor:
+    def forward(self, model: PreTrainedModel, tokens: torch.Tensor, start: torch.Tensor, write_at: torch.Tensor,
+                length: int, dynamic: bool = False) -> torch.Tensor:
         """The model's (B, V) logits, in its dtype, after one token per row, attending over the seats' first `length`
-        positions. `inputs` is (3, B): each row's token, start and next index; row i is seat i. Rows past the batch
-        are allowed (with start and next 0 they attend to their seat's index 0 alone), so that a recorded graph can
-        run a batch padded to its size. `dynamic` marks the batch dimension dynamic for a compiled model."""
-        tokens, start, write_at = inputs
-        span = torch.arange(length, device=inputs.device)
+        positions: (B,) each row's token, start and next index; row i is seat i. Rows past the batch are allowed
+        (with start and next 0 they attend to their seat's index 0 alone), so that a recorded graph can run a batch
+        padded to its size. `dynamic` marks the batch dimension dynamic for a compiled model."""
+        span = torch.arange(length, device=tokens.device)
         visible = (span >= start[:, None]) & (span <= write_at[:, None])  # (B, length)
         dtype = self.keys[0].dtype
-        mask = torch.zeros(visible.shape, dtype=dtype, device=inputs.device).masked_fill_(~visible,
+        mask = torch.zeros(visible.shape, dtype=dtype, device=tokens.device).masked_fill_(~visible,
                                                                                         torch.finfo(dtype).min)
         cache = self._cache
-        cache.rows, cache.write_at, cache.length = torch.arange(len(tokens), device=inputs.device), write_at, length
+        cache.rows, cache.write_at, cache.length = torch.arange(len(tokens), device=tokens.device), write_at, length
         inputs = {"input_ids": tokens[:, None], "attention_mask": mask[:, None, None, :],
                   "position_ids": (write_at - start)[:, None]}
         if dynamic:  # one compiled graph for the batch sizes above 1; a batch that fills every seat gets its own

@@ -73,12 +73,12 @@ class DecodeGraphs:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # where a compiled model compiles, before recording
-            rows.forward(self.model, inputs, rows.capacity, dynamic)
+            rows.forward(self.model, *inputs, rows.capacity, dynamic)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         # thread_local: other threads (classifiers on the same GPU, say) may launch work while this one records
         with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            logits = rows.forward(self.model, inputs, rows.capacity, dynamic)
+            logits = rows.forward(self.model, *inputs, rows.capacity, dynamic)
         return _Graph(graph, inputs, logits)
 
 
