@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -86,18 +87,22 @@ class Job:
         self._events.put(item)
 
 
-# module guards that tell one model's structure from another's: module types, list lengths (layers), tensor shapes
-# and dtypes, and constants (config values); compiled code is kept per code object, not per model, so without them
-# a second model of the same class in the process (int8 beside float32, fewer layers) would run the first's graph
-STRUCTURE_GUARDS = frozenset({"TYPE_MATCH", "ID_MATCH", "SEQUENCE_LENGTH", "TENSOR_MATCH", "CONSTANT_MATCH",
-                              "EQUALS_MATCH", "DICT_KEYS_MATCH", "DICT_LENGTH"})
+def compiled_step(model: PreTrainedModel) -> Callable[..., object]:
+    """`model`'s forward compiled for decoding steps, in a function whose code object is its own.
 
+    The guards on the model's modules' attributes (checked before every call: 1.5-1.9 ms of SmolLM2's ~22 ms step on
+    2 cores, and again 2 ms when only the structural ones were kept) are dropped, and dynamo keeps compiled code per
+    code object, not per model: compiled straight from `model.forward`, a second model of the same class in the
+    process ran the first one's graph (an int8 graph on a float32 model: KeyError 'weight_int8'). A code object per
+    worker keeps each model's graphs its own, as long as the step compiles without graph breaks (whose resumed
+    frames are the model's own code again)."""
+    def step(**inputs):
+        return model(**inputs)
 
-def structure_guards(entries: list) -> list[bool]:
-    """torch.compile's `guard_filter_fn`: keep every guard but the module guards that say nothing of structure
-    (hook dictionaries empty, attributes absent: the bulk of them)."""
-    return [not entry.orig_guard.source.is_unspecialized_nn_module() or entry.guard_type in STRUCTURE_GUARDS
-            for entry in entries]
+    own = types.FunctionType(step.__code__.replace(), step.__globals__, step.__name__, step.__defaults__,
+                             step.__closure__)
+    return torch.compile(own, dynamic=None, options={
+        "guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe})
 
 
 class GenerationWorker:
@@ -138,13 +143,11 @@ class GenerationWorker:
             model, LSTMForCausalLM)
         if self.compiled or graphs:
             use_decode_attention(model)
-        # the worker's model never changes once compiled, so most guards on its modules' attributes (checked before
-        # every call: 1.5-1.9 ms of SmolLM2's ~22 ms step on 2 cores) are dropped (`structure_guards`); the inputs'
-        # guards stay, and still pick the graph for the batch size and the seats' capacity. Guards on transformers'
-        # registry of output-recording model classes stay too: a class that first runs after warm-up compiles the
-        # step again (so the engine warms its classifiers up before its generators).
-        self._decode = torch.compile(model, dynamic=None, options={"guard_filter_fn": structure_guards}
-                                     ) if self.compiled else model
+        # the worker's model never changes once compiled, so the guards on its modules are dropped (`compiled_step`);
+        # the inputs' guards stay, and still pick the graph for the batch size and the seats' capacity. Guards on
+        # transformers' registry of output-recording model classes stay too: a class that first runs after warm-up
+        # compiles the step again (so the engine warms its classifiers up before its generators).
+        self._decode = compiled_step(model) if self.compiled else model
         self.graphs = DecodeGraphs(self._decode, self.max_batch_size, self.compiled) if graphs else None
         self.queue: AdmissionQueue[Job] = AdmissionQueue(max_queue_size, name=name, retry_after_s=retry_after_s,
                                                          on_depth=on_depth)
