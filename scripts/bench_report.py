@@ -84,15 +84,20 @@ def generate_rows(m: dict, levels: list[int]) -> list[str]:
     return rows
 
 
+def classify_levels(args) -> list[int]:
+    """The /classify client counts measured (none when `--classify_clients` is '')."""
+    return [int(clients) for clients in args.classify_clients.split(",") if clients]
+
+
 def markdown(rounds: list[dict], args) -> str:
     m = medians(rounds)
-    classify_levels = [int(c) for c in args.classify_clients.split(",") if c]
+    clients = classify_levels(args)
     stream_levels = [int(s) for s in args.streams.split(",")]
     memory = [r["textsvc_memory"]["rss_mib"] for r in rounds]
     lines = [f"# Serving benchmark ({platform.machine()}, {args.threads} threads per peer, medians of {len(rounds)} "
              "rounds)", "", f"Command: `python scripts/bench_serving.py {' '.join(args.argv)}`", "",
              "| measurement | textsvc | peers in the same run | ratio |", "|---|---|---|---|",
-             *(classify_rows(m, classify_levels) if classify_levels else []),
+             *(classify_rows(m, clients) if clients else []),
              *generate_rows(m, stream_levels), "",
              f"textsvc server RSS after each round: {', '.join(f'{v:,.0f}' for v in memory)} MiB; peak "
              f"{max(r['textsvc_memory']['peak_rss_mib'] for r in rounds):,.0f} MiB."]
@@ -117,10 +122,10 @@ def plot(rounds: list[dict], args, output_dir: Path) -> None:
     import matplotlib.pyplot as plt
 
     m = medians(rounds)
-    classify_levels = [int(c) for c in args.classify_clients.split(",") if c]
+    clients = classify_levels(args)
     stream_levels = [int(s) for s in args.streams.split(",")]
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.plot(classify_levels, [m[f"textsvc_classify_c{c}"]["texts_per_s"] for c in classify_levels], "o-",
+    left.plot(clients, [m[f"textsvc_classify_c{c}"]["texts_per_s"] for c in clients], "o-",
               label="textsvc /classify")
     for color, (name, label) in enumerate((("pipeline_1", "pipeline, 1 at a time"),
                                            ("onnx_1", "ONNX Runtime, 1 at a time"),
@@ -142,7 +147,7 @@ def plot(rounds: list[dict], args, output_dir: Path) -> None:
     figure.savefig(output_dir / "throughput.png", dpi=110)
     plt.close(figure)
     figure, axis = plt.subplots(figsize=(8, 4))
-    names = [f"textsvc_classify_c{c}" for c in classify_levels] + [f"textsvc_streams_{s}" for s in stream_levels]
+    names = [f"textsvc_classify_c{c}" for c in clients] + [f"textsvc_streams_{s}" for s in stream_levels]
     for offset, share in enumerate(("p50", "p90", "p99")):
         values = [m[n].get(f"latency_s_{share}") or 0 for n in names]
         axis.bar([i + offset * 0.27 for i in range(len(names))], values, width=0.27, label=share)

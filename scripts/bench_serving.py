@@ -73,12 +73,11 @@ def start_textsvc(args: argparse.Namespace) -> tuple[str, subprocess.Popen]:
 
 def classify_round(base: str, args, texts: list[str], skip: set[str], work_dir: Path) -> dict:
     """One round of every /classify figure: textsvc's levels, the no-op route, and the peers."""
-    figures, model_dir = {}, str(Path(args.models_dir) / args.classifier)
-    if not args.classify_clients:  # generation figures alone
+    figures, model_dir, levels = {}, str(Path(args.models_dir) / args.classifier), report.classify_levels(args)
+    if not levels:  # generation figures alone
         return figures
     n = args.classify_requests
     send = lambda i: load.classify_once(base + "/classify", [texts[i % len(texts)]])  # noqa: E731
-    levels = [int(c) for c in args.classify_clients.split(",")]
     for clients in levels:
         figures[f"textsvc_classify_c{clients}"] = load.summarize(*load.closed_loop(send, clients, n))
     health = lambda i: load.get_once(base + "/health")  # noqa: E731

@@ -223,12 +223,7 @@ class GenerationWorker:
         try:
             tokens = [sequence.history[-1] for _, sequence in running]
             self.on_batch(len(running))
-            if self.graphs and isinstance(self._rows, SlotRows):
-                logits = self._step_graphed(tokens)
-            elif isinstance(self._rows, SlotRows) and self.compiled:
-                logits = self._rows.step(self._decode, tokens, whole_capacity=True)
-            else:
-                logits = self._rows.step(self.model, tokens)
+            logits = self._step(tokens)
             picks = next_tokens([sequence for _, sequence in running], logits)
             for index, (job, sequence) in enumerate(running):
                 self._emit(job, sequence, sequence.step(picks[index], logits[index:index + 1]))
@@ -246,21 +241,26 @@ class GenerationWorker:
             self._running = [running[index] for index in keep]
             if self._running:
                 self._rows.select(keep)
-            elif self.graphs and isinstance(self._rows, SlotRows):
+            elif self.graphs:
                 self._rows.clear()  # the seats stay where the graphs read them, for the next batch
             else:
                 self._rows = None  # the batch is over: its seats go back to the system
                 return_freed_memory()
 
-    def _step_graphed(self, tokens: list[int]) -> torch.Tensor:
-        """A step replayed as a CUDA graph; where recording fails, the eager step from then on (said in the log)."""
-        try:
-            return self.graphs.step(self._rows, tokens)
-        except Exception:  # a model whose step cannot be recorded still serves, at the eager speed
-            log.exception("%s: recording a CUDA graph of the decoding step failed; decoding without graphs from now on",
-                          self.name)
-            self.graphs = None
-            return self._rows.step(self._decode, tokens, whole_capacity=self.compiled)
+    def _step(self, tokens: list[int]) -> torch.Tensor:
+        """(B, V) logits of one token per running row: replayed as a CUDA graph where graphs are on (the seats are
+        then always `SlotRows`), else compiled or eager. Where recording fails, the step runs without graphs from
+        then on (said in the log)."""
+        if self.graphs:
+            try:
+                return self.graphs.step(self._rows, tokens)
+            except Exception:  # a model whose step cannot be recorded still serves, at the ungraphed speed
+                log.exception("%s: recording a CUDA graph of the decoding step failed; decoding without graphs "
+                              "from now on", self.name)
+                self.graphs = None
+        if isinstance(self._rows, SlotRows) and self.compiled:
+            return self._rows.step(self._decode, tokens, whole_capacity=True)
+        return self._rows.step(self.model, tokens)
 
     def _seat(self, jobs: list[Job]) -> tuple[list[tuple[Job, DecodingSequence]], StateRows | CacheRows] | None:
         """Prefill the newcomers together and emit their first tokens; the ones still running, and their rows."""
