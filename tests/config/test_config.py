@@ -93,6 +93,7 @@ def test_wrong_type_names_the_field(field, value):
     ("arch", "cnn"), ("dropout", 1.5), ("embedding_dropout", -0.1), ("vocab_size", 50), ("pooling", "sum"),
     ("num_attention_heads", 3), ("num_train_epochs", 0), ("warmup_ratio", 1.0), ("precision", "fp8"),
     ("early_stopping_patience", -1), ("validation_split_percentage", 100.0), ("model_name_or_path", "scratch"),
+    ("adversarial_epsilon", -0.5),
 ])
 def test_invalid_values_raise_config_error_with_field(field, value):
     with pytest.raises(ConfigError) as error:

@@ -143,7 +143,18 @@ def training_procedure(info: dict) -> str:
     selected_on = SELECTION_NAMES[next(iter(info.get("best_checkpoint_metric") or {"accuracy": None}))]
     return common.training_procedure(info, ": AdamW with weight decay, linear warm-up then decay, evaluation after "
                                            f"every epoch, early stopping on validation {selected_on}, and the best "
-                                           "checkpoint kept." + distilled + _lm_pretraining(info))
+                                           "checkpoint kept." + distilled + _adversarial(info)
+                                           + _lm_pretraining(info))
+
+
+def _adversarial(info: dict) -> str:
+    """" Each step also trained on ... perturbed ..." for a model trained adversarially."""
+    epsilon = info.get("hyperparameters", {}).get("adversarial_epsilon")
+    if not epsilon:
+        return ""
+    return (" Each step also trained on the same texts with their word embeddings moved by the perturbation of L2 "
+            f"norm {epsilon:g} per text that raised the loss most, to first order (adversarial training, Miyato et "
+            "al. 2017).")
 
 
 def _lm_pretraining(info: dict) -> str:

@@ -35,6 +35,7 @@ from textsvc.models.lstm import LSTMConfig, LSTMForSequenceClassification
 from textsvc.models.pooled_encoder import PooledEncoderForSequenceClassification
 from textsvc.pretrained import default_encoder_path, hub_id_for, sentence_embedding_pooling
 from textsvc.tokenization import load_tokenizer, train_wordpiece_tokenizer
+from textsvc.training.adversarial import AdversarialTrainer
 from textsvc.training.common import (
     learnt_tokenizer,
     optimisation_record,
@@ -186,14 +187,15 @@ def train_classifier(data: DataConfig, model: ClassifierModelConfig, train: Trai
 def make_trainer(model: transformers.PreTrainedModel, args: TrainingArguments, tokenizer: PreTrainedTokenizerBase,
                  tokenized, splits: LabelledSplits, train: TrainingConfig,
                  callbacks: Sequence[TrainerCallback]) -> Trainer:
-    """A `Trainer`, or a `DistillationTrainer` whose training rows carry the teacher's logits."""
+    """An `AdversarialTrainer` (a plain `Trainer` when `adversarial_epsilon` is 0), or a `DistillationTrainer` whose
+    training rows carry the teacher's logits."""
     early_stopping = [EarlyStoppingCallback(train.early_stopping_patience)] if train.early_stopping_patience else []
     common = dict(model=model, args=args, train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
                   processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
                   compute_metrics=compute_epoch_metrics(len(splits.label_names)),
-                  callbacks=[*early_stopping, *callbacks])
+                  callbacks=[*early_stopping, *callbacks], adversarial_epsilon=train.adversarial_epsilon)
     if not train.teacher_model_dir:
-        return Trainer(**common)
+        return AdversarialTrainer(**common)
     common["train_dataset"] = distillation_rows(tokenized["train"], splits, train, tokenizer, model.config)
     return DistillationTrainer(**common, alpha=train.distillation_alpha, temperature=train.distillation_temperature)
 
@@ -234,6 +236,7 @@ def training_info(data: DataConfig, model: ClassifierModelConfig, train: Trainin
         "hyperparameters": {
             **optimisation_record(trainer, train), "max_seq_length": model.max_seq_length,
             "early_stopping_patience": train.early_stopping_patience,
+            **({"adversarial_epsilon": train.adversarial_epsilon} if train.adversarial_epsilon else {}),
             **({"vocab_size": model.vocab_size} if model.from_scratch and not model.pretrained_embeddings else {}),
             **(_architecture_fields(model, trainer.model)),
         },

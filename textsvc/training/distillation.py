@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 import torch
 from torch.nn import functional as F
-from transformers import Trainer
 
 from textsvc.errors import ConfigError, ErrorCode
 from textsvc.loading import classify_logits, load_classifier
+from textsvc.training.adversarial import AdversarialTrainer
 
 TEACHER_COLUMN = "teacher_logits"
 
@@ -39,21 +39,21 @@ def teacher_logits(teacher_dirs: Sequence[str], texts: Sequence[str], label_name
     return (total / len(teacher_dirs)).tolist()
 
 
-class DistillationTrainer(Trainer):
+class DistillationTrainer(AdversarialTrainer):
     """A `Trainer` whose training loss mixes the label loss with the soft loss against the teacher."""
 
     def __init__(self, *args, alpha: float, temperature: float, **kwargs):
         super().__init__(*args, **kwargs)
         self.alpha, self.temperature = alpha, temperature
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def text_loss(self, model, inputs: dict):
         targets = inputs.pop(TEACHER_COLUMN, None)  # absent from evaluation batches
         outputs = model(**inputs)
         loss = outputs.loss
         if targets is not None:
             soft = soft_target_loss(outputs.logits, targets.to(outputs.logits.dtype), self.temperature)
             loss = self.alpha * loss + (1 - self.alpha) * soft
-        return (loss, outputs) if return_outputs else loss
+        return loss, outputs
 
 
 def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
