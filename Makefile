@@ -29,6 +29,16 @@ setup:
 	    echo "setup: no chromium; the browser test will be skipped (install: sudo apt-get install chromium chromium-driver)"; \
 	  fi; \
 	fi
+	# `textsvc serve` runs on jemalloc where it is installed (README, "Memory and the allocator"); optional
+	@if ! $(BIN)/python -c "import ctypes.util, sys; sys.exit(ctypes.util.find_library('jemalloc') is None)"; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjemalloc2 >/dev/null 2>&1 \
+	      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjemalloc2; }; } \
+	      || echo "setup: installing libjemalloc2 failed; textsvc serve will use the C library's malloc"; \
+	  else \
+	    echo "setup: no jemalloc; textsvc serve will use the C library's malloc (install: sudo apt-get install libjemalloc2)"; \
+	  fi; \
+	fi
 
 test:
 	$(BIN)/python -m pytest

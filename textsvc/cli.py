@@ -206,24 +206,29 @@ def run_card(args: argparse.Namespace) -> None:
         print(target)
 
 
-def run_serve(args: argparse.Namespace) -> None:
+def run_serve(args: argparse.Namespace, program_argv: list[str] | None = None) -> None:
     from textsvc.config.serving import serving_env_values
-    from textsvc.serving.api import create_app
-    from textsvc.serving.engine import discover_models
-    from textsvc.serving.server import serve
+    from textsvc.serving.allocator import allocator_in_use, use_allocator
 
     values = {"load_in_background": True}  # listen at once; /ready says 503 until the models are loaded
     values.update(serving_env_values())  # TEXTSVC_* variables, then the config file, then flags
     values.update(read_config_file(args.config) if args.config else {})
     values.update({k: v for k, v in vars(args).items() if k not in ("command", "config")})
     (config,) = build_configs(values, ServingConfig)
+    use_allocator(config.allocator, program_argv)  # before anything is loaded: it may start the process again
+
+    from textsvc.serving.api import create_app
+    from textsvc.serving.engine import discover_models
+    from textsvc.serving.server import serve
+
     if config.models_dir is None:  # no folder named anywhere: the default models, prepared on the first run
         config = dataclasses.replace(config, models_dir=str(_prepare_defaults(config.home)))
     discover_models(config.models_dir)  # a wrong folder fails here, not in the background
     _log_to_stderr("textsvc.access", "%(message)s")  # one JSON line per inference request
     _log_to_stderr("textsvc.serving", "textsvc: %(message)s", logging.WARNING)
     app = create_app(config)
-    print(f"textsvc: serving {config.models_dir} on http://{config.host}:{config.port}", file=sys.stderr, flush=True)
+    print(f"textsvc: serving {config.models_dir} on http://{config.host}:{config.port} (memory allocator: "
+          f"{allocator_in_use()})", file=sys.stderr, flush=True)
     serve(app, config)
 
 
@@ -268,14 +273,17 @@ def _prepare_defaults(home: str | None):
 
 COMMANDS = {"train-classifier": run_train_classifier, "train-generator": run_train_generator,
             "evaluate": run_evaluate, "generate": run_generate, "import-gguf": run_import_gguf, "card": run_card,
-            "serve": run_serve, "prepare-defaults": run_prepare_defaults, "hash-key": run_hash_key}
+            "prepare-defaults": run_prepare_defaults, "hash-key": run_hash_key}  # serve: main calls run_serve
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `textsvc` console script; user errors print one line and exit with status 2."""
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        if args.command == "serve":  # run as the program, serve may start itself again with the same arguments
+            run_serve(args, program_argv=sys.argv[1:] if argv is None else None)
+        else:
+            COMMANDS[args.command](args)
     except TextsvcError as error:
         print(f"textsvc: error [{error.code}]: {error.message}", file=sys.stderr)
         return 2

@@ -15,11 +15,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from textsvc.cli import main
+from textsvc.serving.allocator import find_jemalloc
 
 from conftest import free_port
 
@@ -189,6 +191,15 @@ def test_two_replicas_over_one_models_dir_answer_alike(models_dir):
         first_process.terminate()
         first_process.wait(timeout=10)
         assert call(second, "/generate", generate, key=None) == answers[0][0]
+
+
+@pytest.mark.skipif(find_jemalloc() is None or not sys.platform.startswith("linux"), reason="no jemalloc installed")
+def test_serve_runs_on_jemalloc_where_installed_and_on_malloc_when_asked(models_dir):
+    """`serve` starts itself again (same process id) with jemalloc preloaded; `--allocator system` keeps malloc."""
+    for flags, expected in (((), True), (("--allocator", "system"), False)):
+        with running_server(models_dir, *flags) as (url, process):
+            assert ("libjemalloc" in Path(f"/proc/{process.pid}/maps").read_text()) == expected
+            assert call(url, "/classify", {"inputs": "good great", "model": "sentiment-lstm"}, key=None)[0] == 200
 
 
 def test_serve_refuses_a_missing_folder(tmp_path, capsys):

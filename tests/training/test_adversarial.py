@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import TrainingArguments
 
-from textsvc.models.lstm import LSTMConfig, LSTMForSequenceClassification
 from textsvc.modeldir import read_json
+from textsvc.models.lstm import LSTMConfig, LSTMForSequenceClassification
 from textsvc.training.adversarial import AdversarialTrainer, adversarial_perturbation, hooked
 from textsvc.training.distillation import TEACHER_COLUMN, DistillationTrainer
 

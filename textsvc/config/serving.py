@@ -15,6 +15,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")  # what `devices.pick_dtype`
 QUANTIZATIONS = ("none", "int8", "int4")  # of a generator's weights, by `quantization.quantize_weight_only`
 CLASSIFIER_BACKENDS = ("auto", "torch", "onnxruntime")  # what `devices.pick_classifier_backend` chooses from
 CLASSIFIER_QUANTIZATIONS = ("none", "int8")  # of a classifier's ONNX export, by `onnx_classifier.quantized_export`
+ALLOCATORS = ("auto", "jemalloc", "system")  # what `serving.allocator.use_allocator` chooses from
 ENV_PREFIX = "TEXTSVC_"  # TEXTSVC_API_KEYS=k1,k2 sets `api_keys`: keys stay out of argv and shell history
 
 
@@ -48,6 +49,10 @@ class ServingConfig:
                                                "pass on an int8 copy of the export (dynamic quantization: weights "
                                                "in int8, activations quantized per pass); faster, for a small loss "
                                                "of accuracy (see the README)")
+    allocator: str = setting("auto", "memory allocator of the server process: jemalloc (its memory stays flat "
+                                     "under long loads; `serve` starts itself again with it preloaded), system "
+                                     "(the C library's malloc), or auto: jemalloc where it is installed, else "
+                                     "system")
     host: str = setting("127.0.0.1", "address to listen on")
     port: int = setting(8000, "port to listen on")
     threads: int | None = setting(None, "HTTP worker threads, streams included (default: enough for every seat the "
@@ -120,6 +125,7 @@ class ServingConfig:
         require(self.quantize in QUANTIZATIONS, "quantize", f"must be one of {', '.join(QUANTIZATIONS)}")
         require(self.classifier_quantize in CLASSIFIER_QUANTIZATIONS, "classifier_quantize",
                 f"must be one of {', '.join(CLASSIFIER_QUANTIZATIONS)}")
+        require(self.allocator in ALLOCATORS, "allocator", f"must be one of {ALLOCATORS}")
         require(self.classifier_backend in CLASSIFIER_BACKENDS, "classifier_backend",
                 f"must be one of {', '.join(CLASSIFIER_BACKENDS)}")
         require(0 <= self.max_wait_ms <= 10_000, "max_wait_ms", "must be in [0, 10000]")
