@@ -125,7 +125,7 @@ class ServingConfig:
         require(self.quantize in QUANTIZATIONS, "quantize", f"must be one of {', '.join(QUANTIZATIONS)}")
         require(self.classifier_quantize in CLASSIFIER_QUANTIZATIONS, "classifier_quantize",
                 f"must be one of {', '.join(CLASSIFIER_QUANTIZATIONS)}")
-        require(self.allocator in ALLOCATORS, "allocator", f"must be one of {ALLOCATORS}")
+        require(self.allocator in ALLOCATORS, "allocator", f"must be one of {', '.join(ALLOCATORS)}")
         require(self.classifier_backend in CLASSIFIER_BACKENDS, "classifier_backend",
                 f"must be one of {', '.join(CLASSIFIER_BACKENDS)}")
         require(0 <= self.max_wait_ms <= 10_000, "max_wait_ms", "must be in [0, 10000]")

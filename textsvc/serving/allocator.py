@@ -2,9 +2,9 @@
 
 Under the serving benchmark's repeated loads, glibc's malloc let the server's resident memory grow by a few MiB a
 round, less each round, while Python's own allocations (tracemalloc) stayed flat and `malloc_trim` gave nothing
-back; with jemalloc preloaded it stayed flat, at the same speed (README, "Memory and the allocator"). An allocator
-is chosen before a process starts, so `serve` starts itself again, once, with LD_PRELOAD naming jemalloc, before it
-loads anything: what Intel's `ipexrun` launcher does for PyTorch on CPUs.
+back; with jemalloc preloaded it stayed flat, and speed moved both ways within the machine's noise (README,
+"Memory and the allocator"). An allocator is chosen before a process starts, so `serve` starts itself again, once,
+with LD_PRELOAD naming jemalloc, before it loads anything: what Intel's `ipexrun` launcher does for PyTorch on CPUs.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from transformers import Trainer
 
 
 class AdversarialTrainer(Trainer):
-    """A `Trainer` whose training loss is `text_loss` on the clean texts plus, when `epsilon` > 0, `text_loss` on
-    the texts with adversarially perturbed embeddings. Evaluation sees the clean loss only."""
+    """A `Trainer` whose training loss is `text_loss` on the clean texts plus, when `adversarial_epsilon` > 0,
+    `text_loss` on the texts with adversarially perturbed embeddings. Evaluation sees the clean loss only."""
 
     def __init__(self, *args, adversarial_epsilon: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
