@@ -1,5 +1,6 @@
-"""Weight-only generators: the packed kernels and the dequantized matmul agree, int4 reproduces weights already on
-a 4-bit grid, the quantized model stays close to the original, and `serve --quantize` serves it and says so."""
+"""Weight-only generators: the packed kernels, the W8A8 products and the dequantized matmul agree, smoothing keeps an
+outlier channel from costing the others their precision, int4 reproduces weights already on a 4-bit grid, the
+quantized model stays close to the original, and `serve --quantize` serves it and says so."""
 
 import pytest
 import torch
@@ -14,6 +15,9 @@ from textsvc.quantization import (
     GROUP_SIZE,
     Int4WeightOnlyLinear,
     Int8WeightOnlyLinear,
+    calibration_ids,
+    input_maxima,
+    int8_products,
     packed_kernel_rows,
     parameter_count,
     quantization_of,
@@ -24,15 +28,19 @@ from textsvc.serving.engine import Engine
 
 @pytest.mark.parametrize("layer, tolerance", [(Int8WeightOnlyLinear, 0.02), (Int4WeightOnlyLinear, 0.15)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("int8_activations", [False, True])
 @torch.inference_mode()
-def test_quantized_linear_is_close_to_the_original_on_both_paths(layer, tolerance, dtype):
+def test_quantized_linear_is_close_to_the_original_on_both_paths(layer, tolerance, dtype, int8_activations):
     torch.manual_seed(0)
     linear = nn.Linear(96, 48).to(dtype)
-    quantized = layer(linear, packed_rows=4)
+    quantized = layer(linear, packed_rows=4, int8_activations=int8_activations)
+    assert hasattr(quantized, "dequantized") != int8_activations  # the large products' weights, one form only
     rows = torch.randn(12, 96, dtype=dtype)
     few = quantized(rows[:2])  # the packed kernel
-    many = quantized(rows)  # the matmul over the dequantized weight
-    torch.testing.assert_close(few, many[:2], atol=3e-2, rtol=3e-2)  # the same grid; bf16 activations in the kernel
+    many = quantized(rows)  # W8A8, or the matmul over the dequantized weight
+    # the same grid; bf16 activations in the kernel, 8-bit ones (and the weight rounded again per channel) in W8A8
+    close = 8e-2 if int8_activations else 3e-2
+    torch.testing.assert_close(few, many[:2], atol=close, rtol=close)
     error = (many.float() - linear(rows).float()).norm() / linear(rows).float().norm()
     assert error < tolerance  # int8 per channel: under 1% on random weights; int4 in blocks of 32: about 10%
     assert quantized(rows[:1].reshape(1, 1, 96)).shape == (1, 1, 48)  # leading dimensions kept
@@ -49,10 +57,45 @@ def test_int4_reproduces_weights_on_a_q4_1_grid():
     minimums = torch.randn(out_features, in_features // GROUP_SIZE, 1) * 0.05
     linear = nn.Linear(in_features, out_features, bias=False)
     linear.weight.data = (values * steps + minimums).reshape(out_features, in_features)
-    quantized = Int4WeightOnlyLinear(linear)
+    quantized = Int4WeightOnlyLinear(linear, int8_activations=False)
     torch.testing.assert_close(quantized.dequantized, linear.weight.data, atol=1e-6, rtol=1e-5)
     rows = torch.randn(1, in_features)
     torch.testing.assert_close(quantized(rows), linear(rows), atol=2e-2, rtol=2e-2)  # bf16 scales in the kernel
+
+
+@torch.inference_mode()
+def test_smoothing_keeps_an_outlier_channel_from_costing_the_others_their_precision():
+    """One input channel 50 times the others' size, with weights as much smaller (so its share of the product is
+    theirs): rounded over each row's range, 8 bits leave the other channels a coarse step, unless the channels are
+    first scaled by SmoothQuant's factors."""
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 32, bias=False)
+    linear.weight.data[:, 5] /= 50
+    rows = torch.randn(16, 64)
+    rows[:, 5] *= 50
+    exact = linear(rows)
+    errors = {}
+    for smoothed in (False, True):
+        maxima = rows.abs().amax(dim=0) if smoothed else None
+        quantized = Int8WeightOnlyLinear(linear, packed_rows=0, int8_activations=True, input_maxima=maxima)
+        assert torch.equal(quantized.inverse_smoothing == 1, torch.full((64,), not smoothed))
+        errors[smoothed] = ((quantized(rows) - exact).norm() / exact.norm()).item()
+    assert errors[True] < 0.03 and errors[True] < errors[False] / 2  # measured: 0.024 against 0.066
+
+
+@torch.inference_mode()
+def test_input_maxima_are_each_layers_largest_input_magnitudes(models_dir):
+    loaded = load_generator(models_dir / "tiny-gpt", "cpu")
+    ids = calibration_ids(loaded.tokenizer)[:, :16]
+    maxima = input_maxima(loaded.model, ids)
+    output = loaded.model.get_output_embeddings()
+    seen = []
+    hook = output.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].abs().amax(dim=(0, 1))))
+    loaded.model(input_ids=ids)
+    hook.remove()
+    torch.testing.assert_close(maxima[id(output)], seen[0])
+    assert len(maxima) == sum(isinstance(module, (nn.Linear, Conv1D)) for module in loaded.model.modules())
+    assert not loaded.model._forward_pre_hooks and not output._forward_pre_hooks  # the hooks are gone again
 
 
 @pytest.mark.parametrize("kind", ["int8", "int4"])
@@ -65,6 +108,8 @@ def test_quantized_generator_keeps_its_size_and_predictions(models_dir, kind):
     assert quantization_of(quantized.model) == kind and quantization_of(plain.model) == "none"
     assert isinstance(quantized.model.get_output_embeddings(), Int8WeightOnlyLinear)  # int4 keeps it in int8
     assert parameter_count(quantized.model) == parameter_count(plain.model)  # the tied output projection counts once
+    # calibrated where the CPU runs W8A8: the output projection's smoothing is not all ones
+    assert (quantized.model.get_output_embeddings().inverse_smoothing != 1).any() == int8_products()
     ids = torch.tensor([[3, 14, 15, 9, 26, 5]])
     before, after = plain.model(input_ids=ids).logits, quantized.model(input_ids=ids).logits
     assert (after - before).norm() / before.norm() < (0.05 if kind == "int8" else 0.25)

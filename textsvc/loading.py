@@ -21,7 +21,7 @@ from textsvc.errors import ConfigError
 from textsvc.modeldir import check_model_dir, read_json
 from textsvc.models.lstm import LSTMForCausalLM
 from textsvc.onnx_classifier import OnnxSession
-from textsvc.quantization import quantize_weight_only
+from textsvc.quantization import calibration_ids, quantize_weight_only
 from textsvc.tokenization import load_tokenizer
 
 # torch passes pad their texts to a multiple of this many tokens. oneDNN compiles kernels per shape and keeps 1,024
@@ -134,16 +134,17 @@ def load_generator(model_dir: str | Path, device: str | None = None, dtype: str 
     """Load weights (safetensors only, no remote code) and tokenizer from a model directory; `quantize` "int8" or
     "int4" rounds the linear layers' weights to that grid (`quantization`)."""
     path, model, target = _load_model(AutoModelForCausalLM, model_dir, device, dtype)
+    tokenizer = load_tokenizer(str(path))
+    limit = context_length(model)
     if quantize != "none":
         if target.type != "cpu":
             raise ConfigError(f"quantize: {quantize} runs on the CPU only (its packed kernel is a CPU kernel)",
                               field="quantize")
-        quantize_weight_only(model, quantize)
+        quantize_weight_only(model, quantize, calibration_ids(tokenizer)[:, :limit])
     info = read_json(path / "training_info.json") or {}
     block = (info.get("hyperparameters") or {}).get("block_size")
-    limit = context_length(model)
     block = block or min(limit or DEFAULT_EVAL_BLOCK, DEFAULT_EVAL_BLOCK)
-    return LoadedGenerator(model, load_tokenizer(str(path)), target, int(block))
+    return LoadedGenerator(model, tokenizer, target, int(block))
 
 
 def context_length(model: PreTrainedModel) -> int | None:

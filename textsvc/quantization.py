@@ -7,12 +7,16 @@ weight-only and gpt-fast) and `_weight_int4pack_mm_for_cpu` (4-bit values in blo
 its own scale and zero: llama.cpp's Q4_1 layout). Activations are rounded to bfloat16 for them on every CPU: the
 kernels convert internally and need no bf16 instructions.
 
-The kernels' time grows with the rows, so larger products (prefills, large decoding batches) run as matmuls over
-the dequantized weights, which hold the same values in the model's dtype: the model computes with the quantized grid
-on both paths, and a request's tokens do not depend on which path its batch took beyond floating-point rounding.
-The dequantized copy keeps the memory of the unquantized weights: this is for speed, not for memory. torchao is not
-used: its weight-only linears dequantize and multiply in eager mode, which is slower than the float matmul unless
-compiled.
+The kernels' time grows with the rows, so larger products (prefills, large decoding batches) run otherwise. Where the
+CPU multiplies int8 by int8 in hardware (AVX-512 VNNI, AVX-VNNI, AMX), as W8A8 (`torch._int_mm`): each activation
+row rounded to 8 bits over its own range (asymmetric, per token) times the weight rounded to int8 per output channel.
+An activation channel with outliers would spend a row's 8 bits on itself alone, so the weights' input channels are
+first scaled by SmoothQuant's factors (Xiao et al. 2023), measured on a short calibration text through the unquantized
+model, and the activations divided by them. SmolLM2 int4 on the 2-core EPYC, 16 rows a step over 30 layers: 15 ms of
+int8 products against 26 ms of bfloat16 matmuls; a 16-prompt prefill 96 ms against 227 ms. The cost: a row's
+activations lose more than bfloat16 rounding on this path, so a request's tokens can differ with the path its batch
+took; its loss per character on held-out text is in the README. Elsewhere, larger products run as matmuls over the
+dequantized weights, which hold the same values as the grid in the model's dtype.
 
 int4 leaves the output projection in int8, as llama.cpp's 4-bit files keep their output tensor at 6 or 8 bits: it is
 the largest single weight, and its rounding moves every logit. A model imported from a Q4_1 GGUF file (the default
@@ -32,40 +36,102 @@ GROUP_SIZE = 32  # int4: inputs per block with their own scale and zero (llama.c
 INT4_OUTPUT_MULTIPLE = 16  # the int4 kernel's packing takes outputs in tiles of 16
 
 
+SMOOTHING_ALPHA = 0.5  # SmoothQuant's migration strength: the outliers' range split evenly between activations and weights
+
+# What the smoothing factors are measured on: prose, dialogue, figures and code, so that the channels each kind of text
+# drives are seen (any text serves; what matters is the channels' largest values, which are the model's own)
+CALIBRATION_TEXT = """The council met on Tuesday evening to settle the budget for the coming year. Roads, schools and
+the harbour wall each asked for more than the town could raise, and the treasurer, reading from her notes, said that
+revenue had fallen 4.7% since March while costs had risen by $1.2 million.
+"Then we cut," said the mayor. "Or we borrow," answered a councillor from the back, "and our children pay it."
+Once upon a time, in a village by the sea, an old lighthouse keeper kept a logbook of every ship that passed. On
+stormy nights he wrote by candlelight: 03:15, a trawler heading north; 04:40, two lights, no answer to the signal.
+Q: What is the boiling point of water at sea level? A: 100 degrees Celsius, or 212 degrees Fahrenheit.
+def mean(values):
+    return sum(values) / len(values) if values else 0.0
+Shares in the carmaker rose sharply on Wall Street after it reported quarterly profits above forecasts, while the
+striker's late goal gave the champions a 2-1 win and sent them three points clear at the top of the league.
+Scientists announced that the probe had sent back its first images of the moon's south pole, where ice may lie in
+craters never touched by sunlight. THE END."""
+
+
+def int8_products() -> bool:
+    """Whether this CPU multiplies int8 by int8 in hardware: then products above the packed kernels' rows are W8A8."""
+    return torch.cpu._is_vnni_supported() or torch.cpu._is_amx_tile_supported()
+
+
 def packed_kernel_rows() -> int:
-    """Up to how many activation rows the packed kernels beat a matmul over the dequantized weights. With bf16
-    instructions (AVX-512 BF16, AMX) the matmul runs in bfloat16 and wins from about 8 rows; without them it runs in
-    float32, and the kernels win up to about 16 rows (measured on SmolLM2's weights, on 2-core CPUs of each kind)."""
-    return 4 if cpu_has_native_bf16() else 16
+    """Up to how many activation rows the packed kernels beat the alternative. W8A8 products win from 5 rows (SmolLM2
+    int4, 30 layers on the 2-core EPYC: 12.8 ms packed against 10.8 at 5 rows, 7.6 against 10.3 at 4). Without them,
+    with bf16 instructions (AVX-512 BF16, AMX), a bfloat16 matmul over the dequantized weights wins from about 8 rows;
+    without those it runs in float32, and the kernels win up to about 16 rows (measured on SmolLM2's weights, on
+    2-core CPUs of each kind)."""
+    return 4 if int8_products() or cpu_has_native_bf16() else 16
 
 
 class WeightOnlyLinear(nn.Module):
     """An `nn.Linear` whose weight lies on a quantized grid: the packed kernel for up to `packed_rows` activation
-    rows, a matmul over the dequantized weight above."""
+    rows; above, W8A8 products where `int8_activations` (by default where the CPU has int8 instructions), else a
+    matmul over the dequantized weight. `input_maxima` (the largest magnitude each input channel took on the
+    calibration text) sets the W8A8 path's smoothing; without it the channels are not scaled."""
 
     kind = ""
 
-    def __init__(self, linear: nn.Linear, dequantized: torch.Tensor, tied: bool, packed_rows: int | None):
+    def __init__(self, linear: nn.Linear, dequantized: torch.Tensor, tied: bool, packed_rows: int | None,
+                 int8_activations: bool | None, input_maxima: torch.Tensor | None):
         super().__init__()
         self.tied = tied  # its weight is also another module's (an output projection tied to the input embedding)
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        # a plain int: compiled graphs guard on it rather than read it
+        # plain values: compiled graphs guard on them rather than read them
         self.packed_rows = packed_kernel_rows() if packed_rows is None else packed_rows
-        self.dequantized = nn.Buffer(dequantized.to(linear.weight.dtype))
+        self.int8_activations = int8_products() if int8_activations is None else int8_activations
         self.bias = linear.bias
+        if self.int8_activations:
+            self._hold_int8_product(dequantized.float(), input_maxima)
+        else:
+            self.dequantized = nn.Buffer(dequantized.to(linear.weight.dtype))
+
+    def _hold_int8_product(self, weight: torch.Tensor, input_maxima: torch.Tensor | None) -> None:
+        """The smoothed weight in int8 per output channel, and what the product needs besides (see `_int8_product`)."""
+        smoothing = torch.ones(self.in_features)
+        if input_maxima is not None:
+            weight_maxima = weight.abs().amax(dim=0).clamp(min=1e-5)  # (in,)
+            smoothing = (input_maxima.float().clamp(min=1e-5) ** SMOOTHING_ALPHA
+                         / weight_maxima ** (1 - SMOOTHING_ALPHA)).clamp(min=1e-5)
+        smoothed = weight * smoothing  # (out, in)
+        scales = smoothed.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127  # (out,)
+        values = torch.round(smoothed / scales[:, None]).clamp(-127, 127)
+        self.smoothed_int8 = nn.Buffer(values.to(torch.int8))  # (out, in)
+        self.smoothed_scales = nn.Buffer(scales)
+        self.inverse_smoothing = nn.Buffer(1 / smoothing)
+        self.scaled_row_sums = nn.Buffer(values.sum(dim=1) * scales)  # each output's sum of int8 values, scaled
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         rows = hidden.reshape(-1, self.in_features)  # (N, in)
-        if rows.shape[0] > self.packed_rows:
+        if rows.shape[0] <= self.packed_rows:
+            output = self._packed(rows.to(torch.bfloat16).contiguous()).to(hidden.dtype)
+        elif self.int8_activations:
+            output = self._int8_product(rows).to(hidden.dtype)
+        else:
             # on the rows as a matrix: a strided (B, 1, in) slice (a prefill's last positions) would send matmul
             # down its bmm path, which expands a copy of the weight per row (SmolLM2 in int8, a prefill of 16
             # prompts of 22 tokens on 2 cores: 1.02 s, 0.28 s on the rows as a matrix, as in bfloat16)
-            output = nn.functional.linear(rows, self.dequantized, self.bias)
-        else:
-            output = self._packed(rows.to(torch.bfloat16).contiguous()).to(hidden.dtype)
-            if self.bias is not None:
-                output = output + self.bias
+            output = nn.functional.linear(rows, self.dequantized)
+        if self.bias is not None:
+            output = output + self.bias
         return output.reshape(*hidden.shape[:-1], self.out_features)
+
+    def _int8_product(self, rows: torch.Tensor) -> torch.Tensor:
+        """rows @ weight.T with each row x (smoothed) as (q + 128) * step + low, q in int8: the product is
+        step * (q @ W8.T) * scale + (128 * step + low) * (W8's row sums) * scale. In place where it can be: eager
+        prefills run this too, and each pass over a (rows, features) float32 tensor costs what the int8 product saves."""
+        smoothed = rows * self.inverse_smoothing  # float32, by type promotion
+        low, high = torch.aminmax(smoothed, dim=1, keepdim=True)
+        step = (high - low).clamp_(min=torch.finfo(torch.float32).tiny).div_(255)
+        # within 0..255 before the shift, so no clamp: round(255.00001) is still 255
+        values = smoothed.sub_(low).div_(step).round_().sub_(128).to(torch.int8)
+        products = torch._int_mm(values.contiguous(), self.smoothed_int8.t()).float()  # (N, out)
+        return products.mul_(step).mul_(self.smoothed_scales).addcmul_(low.add(step, alpha=128), self.scaled_row_sums)
 
     def _packed(self, rows: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -76,11 +142,12 @@ class Int8WeightOnlyLinear(WeightOnlyLinear):
 
     kind = "int8"
 
-    def __init__(self, linear: nn.Linear, tied: bool = False, packed_rows: int | None = None):
+    def __init__(self, linear: nn.Linear, tied: bool = False, packed_rows: int | None = None,
+                 int8_activations: bool | None = None, input_maxima: torch.Tensor | None = None):
         weight = linear.weight.detach().float()  # (out, in)
         scales = weight.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127  # (out,)
         values = torch.round(weight / scales[:, None]).clamp(-127, 127)
-        super().__init__(linear, values * scales[:, None], tied, packed_rows)
+        super().__init__(linear, values * scales[:, None], tied, packed_rows, int8_activations, input_maxima)
         self.weight_int8 = nn.Buffer(values.to(torch.int8))
         self.scales = nn.Buffer(scales.to(torch.bfloat16))
 
@@ -93,13 +160,15 @@ class Int4WeightOnlyLinear(WeightOnlyLinear):
 
     kind = "int4"
 
-    def __init__(self, linear: nn.Linear, tied: bool = False, packed_rows: int | None = None):
+    def __init__(self, linear: nn.Linear, tied: bool = False, packed_rows: int | None = None,
+                 int8_activations: bool | None = None, input_maxima: torch.Tensor | None = None):
         out_features, in_features = linear.weight.shape
         blocks = linear.weight.detach().float().reshape(out_features, in_features // GROUP_SIZE, GROUP_SIZE)
         low, high = blocks.amin(dim=-1, keepdim=True), blocks.amax(dim=-1, keepdim=True)
         scales = ((high - low) / 15).clamp(min=torch.finfo(torch.float32).tiny)  # (out, blocks, 1)
         values = torch.round((blocks - low) / scales).clamp(0, 15)
-        super().__init__(linear, (values * scales + low).reshape(out_features, in_features), tied, packed_rows)
+        super().__init__(linear, (values * scales + low).reshape(out_features, in_features), tied, packed_rows,
+                         int8_activations, input_maxima)
         # the kernel computes (q - 8) * scale + zero, with scales and zeros as (blocks, out, 2)
         zeros = low + 8 * scales
         self.scales_and_zeros = nn.Buffer(torch.cat([scales, zeros], dim=-1).transpose(0, 1).to(torch.bfloat16)
@@ -111,25 +180,53 @@ class Int4WeightOnlyLinear(WeightOnlyLinear):
         return torch._weight_int4pack_mm_for_cpu(rows, self.weight_int4, GROUP_SIZE, self.scales_and_zeros)
 
 
-def quantize_weight_only(model: nn.Module, kind: str) -> int:
+def quantize_weight_only(model: nn.Module, kind: str, calibration_ids: torch.Tensor | None = None) -> int:
     """Replace every `nn.Linear` of `model` (and GPT-2's `Conv1D`, a linear layer with its weight stored transposed)
     by a weight-only quantized one of `kind` ("int8" or "int4"), in place (the output projection too; a tied input
-    embedding keeps its own weights); how many were replaced. int4 keeps
-    the output projection, and any layer whose shape its kernel does not take (`int4_fits`), in int8."""
+    embedding keeps its own weights); how many were replaced. int4 keeps the output projection, and any layer whose
+    shape its kernel does not take (`int4_fits`), in int8. `calibration_ids` ((1, T) token ids, `calibration_ids`)
+    are run through the model first, where its large products will be W8A8, to measure their smoothing."""
+    maxima = input_maxima(model, calibration_ids) if calibration_ids is not None and int8_products() else {}
     kept = {id(parameter) for module in model.modules() if not isinstance(module, nn.Linear)
             for parameter in module.parameters(recurse=False)}
     output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     replaced = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
+            measured = maxima.get(id(child))
             if isinstance(child, Conv1D):
                 child = _as_linear(child)
             if isinstance(child, nn.Linear):
                 blocks = kind == "int4" and child is not output and int4_fits(child)
                 layer = Int4WeightOnlyLinear if blocks else Int8WeightOnlyLinear
-                setattr(parent, name, layer(child, tied=id(child.weight) in kept))
+                setattr(parent, name, layer(child, tied=id(child.weight) in kept, input_maxima=measured))
                 replaced += 1
     return replaced
+
+
+def calibration_ids(tokenizer) -> torch.Tensor:
+    """`CALIBRATION_TEXT` as the (1, T) token ids `quantize_weight_only` takes."""
+    return torch.tensor([tokenizer(CALIBRATION_TEXT)["input_ids"]])
+
+
+@torch.inference_mode()
+def input_maxima(model: nn.Module, ids: torch.Tensor) -> dict[int, torch.Tensor]:
+    """The largest magnitude each input channel of each linear layer (by `id`) takes while `model` reads `ids`."""
+    maxima: dict[int, torch.Tensor] = {}
+
+    def record(module: nn.Module, inputs: tuple) -> None:
+        seen = inputs[0].detach().float().reshape(-1, inputs[0].shape[-1]).abs().amax(dim=0).cpu()
+        previous = maxima.get(id(module))
+        maxima[id(module)] = seen if previous is None else torch.maximum(previous, seen)
+
+    hooks = [module.register_forward_pre_hook(record) for module in model.modules()
+             if isinstance(module, (nn.Linear, Conv1D))]
+    try:
+        model(input_ids=ids.to(model.device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return maxima
 
 
 def _as_linear(conv: Conv1D) -> nn.Linear:

@@ -50,7 +50,7 @@ def test_quantized_batches_above_the_kernel_row_limit_run_compiled_without_new_g
     from textsvc.quantization import packed_kernel_rows
 
     loaded = in_passing_thread(load_generator, models_dir / "tiny-gpt", "cpu", "float32", "int8")
-    size = packed_kernel_rows() + 2  # above the packed kernels' limit: the dequantized branch of the layers
+    size = packed_kernel_rows() + 2  # above the packed kernels' limit: the W8A8 (or dequantized) branch
     compiled = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=size, max_queue_size=16,
                                 compile_decoding=True)
     plain = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=size, max_queue_size=16)
