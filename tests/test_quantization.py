@@ -102,7 +102,9 @@ def test_input_maxima_are_each_layers_largest_input_magnitudes(models_dir):
 @torch.inference_mode()
 def test_quantized_generator_keeps_its_size_and_predictions(models_dir, kind):
     plain = load_generator(models_dir / "tiny-gpt", "cpu")
-    quantized = load_generator(models_dir / "tiny-gpt", "cpu", quantize=kind)
+    quantized = load_generator(models_dir / "tiny-gpt", "cpu", quantize=kind, int8_activations=True)
+    eager = load_generator(models_dir / "tiny-gpt", "cpu", quantize=kind)  # for eager steps: no W8A8
+    assert hasattr(eager.model.get_output_embeddings(), "dequantized")
     linears = sum(isinstance(module, (nn.Linear, Conv1D)) for module in plain.model.modules())
     assert linears > 1 and not any(isinstance(module, (nn.Linear, Conv1D)) for module in quantized.model.modules())
     assert quantization_of(quantized.model) == kind and quantization_of(plain.model) == "none"
@@ -132,6 +134,21 @@ def test_engine_serves_an_int8_generator(models_dir):
     assert described["tiny-gpt"]["quantization"] == "int8"
     assert described["tiny-lstm-lm"]["quantization"] == "int8"  # its output projection
     assert described["sentiment-bert"]["quantization"] == "none"  # --quantize is the generators' setting
+    # no --compile_decoding: eager steps, so no W8A8 (it pays only in compiled steps)
+    assert hasattr(engine.models["tiny-gpt"].worker.model.get_output_embeddings(), "dequantized")
     events = list(engine.models["tiny-gpt"].worker.submit("the cat", SamplingConfig(max_new_tokens=6, temperature=0)))
     assert 1 <= len(events) <= 6 and events[-1].last
     engine.close()
+
+
+def test_evaluate_measures_the_w8a8_path_when_asked(models_dir, tmp_path):
+    from textsvc.training.evaluation import evaluate_generator
+
+    text = tmp_path / "held_out.txt"
+    text.write_text("the cat sees the dog. my friend sees the moon. the dog runs to the cat.\n" * 8)
+    plain = evaluate_generator(str(models_dir / "tiny-gpt"), str(text), device="cpu", quantize="int8")
+    w8a8 = evaluate_generator(str(models_dir / "tiny-gpt"), str(text), device="cpu", quantize="int8",
+                              int8_activations=True)
+    assert plain["num_tokens"] == w8a8["num_tokens"]
+    assert (w8a8["loss"] != plain["loss"]) == int8_products()  # another path where the CPU has int8 instructions
+    assert abs(w8a8["loss"] - plain["loss"]) < 0.05 * plain["loss"]

@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--quantize", default="none", choices=QUANTIZATIONS,
                           help="generators: none (default), int8 or int4, as `serve --quantize` loads them: what "
                                "quantized weights cost in accuracy")
+    evaluate.add_argument("--int8_activations", action="store_true",
+                          help="generators with --quantize: the W8A8 products that `serve --compile_decoding` runs "
+                               "above 4 rows on CPUs with int8 instructions (prefills and batches of streams)")
 
     generate = commands.add_parser("generate", help="continue a prompt with a generator")
     generate.add_argument("--model_dir", required=True, help="the generator's model directory")
@@ -149,7 +152,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
     if is_generator(args.model_dir):
         report = evaluate_generator(args.model_dir, args.test_file, args.text_column, args.device,
-                                    args.per_device_eval_batch_size, args.block_size, args.dtype, args.quantize)
+                                    args.per_device_eval_batch_size, args.block_size, args.dtype, args.quantize,
+                                    args.int8_activations)
     else:
         report = evaluate_classifier(args.model_dir, args.test_file, args.text_column, args.label_column,
                                      args.device, args.per_device_eval_batch_size, args.dtype)

@@ -130,9 +130,10 @@ def is_generator(model_dir: str | Path) -> bool:
 
 
 def load_generator(model_dir: str | Path, device: str | None = None, dtype: str = "float32",
-                   quantize: str = "none") -> LoadedGenerator:
+                   quantize: str = "none", int8_activations: bool = False) -> LoadedGenerator:
     """Load weights (safetensors only, no remote code) and tokenizer from a model directory; `quantize` "int8" or
-    "int4" rounds the linear layers' weights to that grid (`quantization`)."""
+    "int4" rounds the linear layers' weights to that grid (`quantization`), and `int8_activations` makes their
+    products above the packed kernels' rows W8A8 where the CPU has int8 instructions (for compiled decoding steps)."""
     path, model, target = _load_model(AutoModelForCausalLM, model_dir, device, dtype)
     tokenizer = load_tokenizer(str(path))
     limit = context_length(model)
@@ -140,7 +141,8 @@ def load_generator(model_dir: str | Path, device: str | None = None, dtype: str 
         if target.type != "cpu":
             raise ConfigError(f"quantize: {quantize} runs on the CPU only (its packed kernel is a CPU kernel)",
                               field="quantize")
-        quantize_weight_only(model, quantize, calibration_ids(tokenizer)[:, :limit])
+        w8a8 = int8_activations and not isinstance(model, LSTMForCausalLM)  # the LSTM's steps are never compiled
+        quantize_weight_only(model, quantize, calibration_ids(tokenizer)[:, :limit] if w8a8 else None)
     info = read_json(path / "training_info.json") or {}
     block = (info.get("hyperparameters") or {}).get("block_size")
     block = block or min(limit or DEFAULT_EVAL_BLOCK, DEFAULT_EVAL_BLOCK)

@@ -16,8 +16,10 @@ model, and the activations divided by them. SmolLM2 int4 on the 2-core EPYC, 16 
 in a compiled step: 18.8 ms against 27.5 ms of bfloat16 matmuls over the dequantized weights. In eager mode the
 rounding of the activations costs about what the int8 products save (a prefill of 16 prompts of 22 tokens: 357 ms
 against 325, the products alone 96 ms against 227), so prefills gain nothing but memory: the int8 copy is half the
-bfloat16 one. The cost: a row's activations lose more than bfloat16 rounding on this path, so a request's tokens can
-differ with the path its batch took; its loss per character on held-out text is in the README. Elsewhere, larger products run as matmuls over the
+bfloat16 one. Eager decoding steps lose outright (SmolLM2 int4 at 16 streams in-process: 134-150 tokens/s against
+213-232), so W8A8 is asked for (`calibration_ids`) only where the decoding steps are compiled. The cost: a row's
+activations lose more than bfloat16 rounding on this path, so a request's tokens can differ with the path its batch
+took; its loss per character on held-out text is in the README. Elsewhere, larger products run as matmuls over the
 dequantized weights, which hold the same values as the grid in the model's dtype.
 
 int4 leaves the output projection in int8, as llama.cpp's 4-bit files keep their output tensor at 6 or 8 bits: it is
@@ -186,9 +188,11 @@ def quantize_weight_only(model: nn.Module, kind: str, calibration_ids: torch.Ten
     """Replace every `nn.Linear` of `model` (and GPT-2's `Conv1D`, a linear layer with its weight stored transposed)
     by a weight-only quantized one of `kind` ("int8" or "int4"), in place (the output projection too; a tied input
     embedding keeps its own weights); how many were replaced. int4 keeps the output projection, and any layer whose
-    shape its kernel does not take (`int4_fits`), in int8. `calibration_ids` ((1, T) token ids, `calibration_ids`)
-    are run through the model first, where its large products will be W8A8, to measure their smoothing."""
-    maxima = input_maxima(model, calibration_ids) if calibration_ids is not None and int8_products() else {}
+    shape its kernel does not take (`int4_fits`), in int8. With `calibration_ids` ((1, T) token ids,
+    `calibration_ids`), the large products are W8A8 where the CPU has int8 instructions: the ids are run through the
+    model first to measure their smoothing. Without them they are matmuls over the dequantized weights."""
+    w8a8 = calibration_ids is not None and int8_products()
+    maxima = input_maxima(model, calibration_ids) if w8a8 else {}
     kept = {id(parameter) for module in model.modules() if not isinstance(module, nn.Linear)
             for parameter in module.parameters(recurse=False)}
     output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
@@ -201,7 +205,8 @@ def quantize_weight_only(model: nn.Module, kind: str, calibration_ids: torch.Ten
             if isinstance(child, nn.Linear):
                 blocks = kind == "int4" and child is not output and int4_fits(child)
                 layer = Int4WeightOnlyLinear if blocks else Int8WeightOnlyLinear
-                setattr(parent, name, layer(child, tied=id(child.weight) in kept, input_maxima=measured))
+                setattr(parent, name, layer(child, tied=id(child.weight) in kept, int8_activations=w8a8,
+                                            input_maxima=measured))
                 replaced += 1
     return replaced
 

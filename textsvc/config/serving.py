@@ -40,7 +40,9 @@ class ServingConfig:
     quantize: str = setting("none", "generators, on the CPU: none; int8 (weight-only, one scale per output "
                                     "channel); or int4 (blocks of 32 with a scale and zero each, llama.cpp's Q4_1 "
                                     "layout; the output projection int8): decoding one or a few streams faster, "
-                                    "for a small loss of accuracy (see the README)")
+                                    "and with --compile_decoding on CPUs with int8 instructions (VNNI, AMX) larger "
+                                    "batches too, their activations rounded to 8 bits; for a small loss of accuracy "
+                                    "(see the README)")
     classifier_backend: str = setting("auto", "what runs the classifiers' forward passes: torch, onnxruntime (the "
                                               "CPU only, float32, from an export kept under --home), or auto: on "
                                               "the CPU, when dtype is auto or float32, onnxruntime for every pass "

@@ -211,7 +211,10 @@ class Engine:
         return in_passing_thread(load, name, path)  # its torch thread pool ends with it (serving.compute)
 
     def _load_generator(self, name: str, path: Path) -> ServedGenerator:
-        loaded = load_generator(path, self.config.device, self.config.dtype, self.config.quantize)
+        # W8A8 pays only where a compiled step fuses the activations' rounding: eagerly, SmolLM2 int4 at 16 streams
+        # made 134-150 tokens/s with it against 213-232 without (in-process, 2-core EPYC)
+        loaded = load_generator(path, self.config.device, self.config.dtype, self.config.quantize,
+                                int8_activations=self.config.compile_decoding)
         served = ServedGenerator(name, path, loaded)
         served.worker = GenerationWorker(
             loaded.model, loaded.tokenizer, max_batch_size=self.config.max_generation_batch_size,

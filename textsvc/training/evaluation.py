@@ -91,9 +91,9 @@ def generator_report(total_loss: float, num_tokens: int, num_chars: int) -> dict
 
 def evaluate_generator(model_dir: str, test_file: str, text_column: str | None = None, device: str | None = None,
                        batch_size: int = 8, block_size: int | None = None, dtype: str = "float32",
-                       quantize: str = "none") -> dict:
+                       quantize: str = "none", int8_activations: bool = False) -> dict:
     """Loss, perplexity and loss per character of a generator on a text file (or a text column)."""
-    generator = load_generator(model_dir, device, dtype, quantize)
+    generator = load_generator(model_dir, device, dtype, quantize, int8_activations)
     tokenized = tokenize_documents(load_text_file(test_file, text_column), generator.tokenizer)
     pad = generator.tokenizer.pad_token_id
     total, count = language_model_loss(generator.model, token_stream(tokenized), block_size or generator.block_size,
