@@ -19,6 +19,7 @@ from textsvc.quantization import (
     input_maxima,
     int8_products,
     packed_kernel_rows,
+    packed_rows_of,
     parameter_count,
     quantization_of,
     quantize_weight_only,
@@ -124,7 +125,8 @@ def test_quantize_is_checked():
     assert quantize_weight_only(nn.Sequential(nn.Embedding(4, 4)), "int8") == 0
     odd = nn.Sequential(nn.Linear(GROUP_SIZE + 8, 16), nn.Linear(GROUP_SIZE, 8))  # shapes the int4 kernel refuses
     assert quantize_weight_only(odd, "int4") == 2 and all(isinstance(layer, Int8WeightOnlyLinear) for layer in odd)
-    assert packed_kernel_rows() in (4, 16)
+    assert packed_kernel_rows() in (4, 16) and packed_kernel_rows(int8_activations=True) <= packed_kernel_rows()
+    assert packed_rows_of(odd) == odd[0].packed_rows == packed_kernel_rows()
 
 
 def test_engine_serves_an_int8_generator(models_dir):

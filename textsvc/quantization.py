@@ -20,7 +20,10 @@ bfloat16 one. Eager decoding steps lose outright (SmolLM2 int4 at 16 streams in-
 213-232), so W8A8 is asked for (`calibration_ids`) only where the decoding steps are compiled. The cost: a row's
 activations lose more than bfloat16 rounding on this path, so a request's tokens can differ with the path its batch
 took; its loss per character on held-out text is in the README. Elsewhere, larger products run as matmuls over the
-dequantized weights, which hold the same values as the grid in the model's dtype.
+dequantized weights, which hold the same values as the grid in the model's dtype. torchao is not used: its weight-only
+linears dequantize and multiply in eager mode, which is slower than the float matmul unless compiled. Nor is torch's
+dynamic quantization (fbgemm, deprecated): it rounds all of a product's rows over one range, so a row's result would
+depend on the rows batched with it.
 
 int4 leaves the output projection in int8, as llama.cpp's 4-bit files keep their output tensor at 6 or 8 bits: it is
 the largest single weight, and its rounding moves every logit. A model imported from a Q4_1 GGUF file (the default
@@ -60,17 +63,24 @@ craters never touched by sunlight. THE END."""
 
 
 def int8_products() -> bool:
-    """Whether this CPU multiplies int8 by int8 in hardware: then products above the packed kernels' rows are W8A8."""
+    """Whether this CPU multiplies int8 by int8 in hardware: then products above the packed kernels' rows can be
+    W8A8."""
     return torch.cpu._is_vnni_supported() or torch.cpu._is_amx_tile_supported()
 
 
-def packed_kernel_rows() -> int:
+def packed_kernel_rows(int8_activations: bool = False) -> int:
     """Up to how many activation rows the packed kernels beat the alternative. W8A8 products win from 5 rows (SmolLM2
     int4, 30 layers on the 2-core EPYC: 12.8 ms packed against 10.8 at 5 rows, 7.6 against 10.3 at 4). Without them,
     with bf16 instructions (AVX-512 BF16, AMX), a bfloat16 matmul over the dequantized weights wins from about 8 rows;
     without those it runs in float32, and the kernels win up to about 16 rows (measured on SmolLM2's weights, on
     2-core CPUs of each kind)."""
-    return 4 if int8_products() or cpu_has_native_bf16() else 16
+    return 4 if (int8_activations and int8_products()) or cpu_has_native_bf16() else 16
+
+
+def packed_rows_of(model: nn.Module) -> int:
+    """Up to how many rows `model`'s quantized layers take their packed kernels (`packed_kernel_rows()` if none)."""
+    return max((module.packed_rows for module in model.modules() if isinstance(module, WeightOnlyLinear)),
+               default=packed_kernel_rows())
 
 
 class WeightOnlyLinear(nn.Module):
@@ -87,8 +97,8 @@ class WeightOnlyLinear(nn.Module):
         self.tied = tied  # its weight is also another module's (an output projection tied to the input embedding)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         # plain values: compiled graphs guard on them rather than read them
-        self.packed_rows = packed_kernel_rows() if packed_rows is None else packed_rows
         self.int8_activations = int8_products() if int8_activations is None else int8_activations
+        self.packed_rows = packed_kernel_rows(self.int8_activations) if packed_rows is None else packed_rows
         self.bias = linear.bias
         if self.int8_activations:
             self._hold_int8_product(dequantized.float(), input_maxima)

@@ -47,10 +47,10 @@ def test_compiled_decoding_matches_eager_decoding(models_dir):
 
 
 def test_quantized_batches_above_the_kernel_row_limit_run_compiled_without_new_graphs(models_dir):
-    from textsvc.quantization import packed_kernel_rows
+    from textsvc.quantization import packed_rows_of
 
     loaded = in_passing_thread(load_generator, models_dir / "tiny-gpt", "cpu", "float32", "int8", True)
-    size = packed_kernel_rows() + 2  # above the packed kernels' limit: the W8A8 (or dequantized) branch
+    size = packed_rows_of(loaded.model) + 2  # above the packed kernels' limit: the W8A8 (or dequantized) branch
     compiled = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=size, max_queue_size=16,
                                 compile_decoding=True)
     plain = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=size, max_queue_size=16)

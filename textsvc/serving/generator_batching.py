@@ -30,7 +30,7 @@ from textsvc.generation.sequence import DecodingSequence, GenerationResult, next
 from textsvc.generation.stopping import eos_ids
 from textsvc.loading import context_length
 from textsvc.models.lstm import LSTMForCausalLM
-from textsvc.quantization import packed_kernel_rows
+from textsvc.quantization import packed_rows_of
 from textsvc.serving.admission import AdmissionQueue
 from textsvc.serving.batch_state import CacheRows, SlotRows, StateRows, plain_key_value_cache
 from textsvc.serving.compute import runner_for
@@ -179,7 +179,7 @@ class GenerationWorker:
         if self.graphs:
             sizes = self.graphs.buckets
         elif self.compiled:
-            sizes = sorted({1, 2, min(packed_kernel_rows() + 1, self.max_batch_size)})
+            sizes = sorted({1, 2, min(packed_rows_of(self.model) + 1, self.max_batch_size)})
         for size in sizes:
             jobs = [Job(start, SamplingConfig(max_new_tokens=3, temperature=0), lambda: False) for _ in range(size)]
             self.queue.put_all(jobs)  # at once, so that they are seated together
