@@ -16,8 +16,9 @@ model, and the activations divided by them. SmolLM2 int4 on the 2-core EPYC, 16 
 in a compiled step: 18.8 ms against 27.5 ms of bfloat16 matmuls over the dequantized weights. In eager mode the
 rounding of the activations costs about what the int8 products save (a prefill of 16 prompts of 22 tokens: 357 ms
 against 325, the products alone 96 ms against 227), so prefills gain nothing but memory: the int8 copy is half the
-bfloat16 one. Eager decoding steps lose outright (SmolLM2 int4 at 16 streams in-process: 134-150 tokens/s against
-213-232), so W8A8 is asked for (`calibration_ids`) only where the decoding steps are compiled. The cost: a row's
+bfloat16 one. Eager decoding steps gain nothing either (SmolLM2 int4 at 16 streams in-process: 226-242 tokens/s
+against 220-251), so W8A8, with its accuracy cost, is asked for (`calibration_ids`) only where the decoding steps are
+compiled. The cost: a row's
 activations lose more than bfloat16 rounding on this path, so a request's tokens can differ with the path its batch
 took; its loss per character on held-out text is in the README. Elsewhere, larger products run as matmuls over the
 dequantized weights, which hold the same values as the grid in the model's dtype. torchao is not used: its weight-only
