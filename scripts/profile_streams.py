@@ -74,11 +74,13 @@ def main() -> None:
 def in_process(args: argparse.Namespace, compiled: bool, graphs: bool) -> None:
     from textsvc.config.sampling import SamplingConfig
     from textsvc.loading import load_generator
+    from textsvc.serving.compute import in_passing_thread
     from textsvc.serving.generator_batching import GenerationWorker
 
     levels = [int(level) for level in args.streams.split(",")]
     dtype = "bfloat16" if args.in_process.startswith("cuda") else "float32"
-    loaded = load_generator(Path(args.models_dir) / args.generator, args.in_process, dtype)
+    # on a thread that ends, as the server loads (see textsvc.serving.compute)
+    loaded = in_passing_thread(load_generator, Path(args.models_dir) / args.generator, args.in_process, dtype)
     worker = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=max(levels),
                               max_queue_size=2 * max(levels), compile_decoding=compiled, cuda_graphs=graphs)
     worker.warm_up()
