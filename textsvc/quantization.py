@@ -18,9 +18,8 @@ rounding of the activations costs about what the int8 products save (a prefill o
 against 325, the products alone 96 ms against 227), so prefills gain nothing but memory: the int8 copy is half the
 bfloat16 one. Eager decoding steps gain nothing either (SmolLM2 int4 at 16 streams in-process: 226-242 tokens/s
 against 220-251), so W8A8, with its accuracy cost, is asked for (`calibration_ids`) only where the decoding steps are
-compiled. The cost: a row's
-activations lose more than bfloat16 rounding on this path, so a request's tokens can differ with the path its batch
-took; its loss per character on held-out text is in the README. Elsewhere, larger products run as matmuls over the
+compiled. The cost: a row's activations lose more than bfloat16 rounding on this path, so a request's tokens can
+differ with the path its batch took; its loss per character on held-out text is in the README. Elsewhere, larger products run as matmuls over the
 dequantized weights, which hold the same values as the grid in the model's dtype. torchao is not used: its weight-only
 linears dequantize and multiply in eager mode, which is slower than the float matmul unless compiled. Nor is torch's
 dynamic quantization (fbgemm, deprecated): it rounds all of a product's rows over one range, so a row's result would
@@ -75,13 +74,19 @@ def packed_kernel_rows(int8_activations: bool = False) -> int:
     with bf16 instructions (AVX-512 BF16, AMX), a bfloat16 matmul over the dequantized weights wins from about 8 rows;
     without those it runs in float32, and the kernels win up to about 16 rows (measured on SmolLM2's weights, on
     2-core CPUs of each kind)."""
-    return 4 if (int8_activations and int8_products()) or cpu_has_native_bf16() else 16
+    return 4 if int8_activations or cpu_has_native_bf16() else 16
 
 
 def packed_rows_of(model: nn.Module) -> int:
     """Up to how many rows `model`'s quantized layers take their packed kernels (`packed_kernel_rows()` if none)."""
     return max((module.packed_rows for module in model.modules() if isinstance(module, WeightOnlyLinear)),
                default=packed_kernel_rows())
+
+
+def per_channel_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out, in) `weight` as integer values in -127..127 (still float) times one scale per output channel: (out,)."""
+    scales = weight.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127
+    return torch.round(weight / scales[:, None]).clamp(-127, 127), scales
 
 
 class WeightOnlyLinear(nn.Module):
@@ -113,9 +118,7 @@ class WeightOnlyLinear(nn.Module):
             weight_maxima = weight.abs().amax(dim=0).clamp(min=1e-5)  # (in,)
             smoothing = (input_maxima.float().clamp(min=1e-5) ** SMOOTHING_ALPHA
                          / weight_maxima ** (1 - SMOOTHING_ALPHA)).clamp(min=1e-5)
-        smoothed = weight * smoothing  # (out, in)
-        scales = smoothed.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127  # (out,)
-        values = torch.round(smoothed / scales[:, None]).clamp(-127, 127)
+        values, scales = per_channel_int8(weight * smoothing)
         self.smoothed_int8 = nn.Buffer(values.to(torch.int8))  # (out, in)
         self.smoothed_scales = nn.Buffer(scales)
         self.inverse_smoothing = nn.Buffer(1 / smoothing)
@@ -159,9 +162,7 @@ class Int8WeightOnlyLinear(WeightOnlyLinear):
 
     def __init__(self, linear: nn.Linear, tied: bool = False, packed_rows: int | None = None,
                  int8_activations: bool | None = None, input_maxima: torch.Tensor | None = None):
-        weight = linear.weight.detach().float()  # (out, in)
-        scales = weight.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127  # (out,)
-        values = torch.round(weight / scales[:, None]).clamp(-127, 127)
+        values, scales = per_channel_int8(linear.weight.detach().float())
         super().__init__(linear, values * scales[:, None], tied, packed_rows, int8_activations, input_maxima)
         self.weight_int8 = nn.Buffer(values.to(torch.int8))
         self.scales = nn.Buffer(scales.to(torch.bfloat16))

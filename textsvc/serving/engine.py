@@ -211,8 +211,7 @@ class Engine:
         return in_passing_thread(load, name, path)  # its torch thread pool ends with it (serving.compute)
 
     def _load_generator(self, name: str, path: Path) -> ServedGenerator:
-        # W8A8 pays only where a compiled step fuses the activations' rounding: eagerly, SmolLM2 int4 at 16 streams
-        # made 226-242 tokens/s with it against 220-251 without (in-process, 2-core EPYC), for its accuracy cost
+        # W8A8 pays only where a compiled step fuses the activations' rounding (textsvc.quantization)
         loaded = load_generator(path, self.config.device, self.config.dtype, self.config.quantize,
                                 int8_activations=self.config.compile_decoding)
         served = ServedGenerator(name, path, loaded)
