@@ -62,6 +62,8 @@ def classify_rows(m: dict, levels: list[int]) -> list[str]:
 def generate_rows(m: dict, levels: list[int]) -> list[str]:
     """Markdown rows of the streaming figures, each beside its same-run baseline."""
     get = lambda name, key="output_tokens_per_s": (m.get(name) or {}).get(key)  # noqa: E731
+    if not levels:
+        return []
     one = get(f"textsvc_streams_{levels[0]}")
     rows = []
     for streams in levels:
@@ -89,16 +91,21 @@ def classify_levels(args) -> list[int]:
     return [int(clients) for clients in args.classify_clients.split(",") if clients]
 
 
+def stream_levels(args) -> list[int]:
+    """The stream counts measured (none when `--streams` is '')."""
+    return [int(streams) for streams in args.streams.split(",") if streams]
+
+
 def markdown(rounds: list[dict], args) -> str:
     m = medians(rounds)
     clients = classify_levels(args)
-    stream_levels = [int(s) for s in args.streams.split(",")]
+    streams = stream_levels(args)
     memory = [r["textsvc_memory"]["rss_mib"] for r in rounds]
     lines = [f"# Serving benchmark ({platform.machine()}, {args.threads} threads per peer, medians of {len(rounds)} "
              "rounds)", "", f"Command: `python scripts/bench_serving.py {' '.join(args.argv)}`", "",
              "| measurement | textsvc | peers in the same run | ratio |", "|---|---|---|---|",
              *(classify_rows(m, clients) if clients else []),
-             *generate_rows(m, stream_levels), "",
+             *generate_rows(m, streams), "",
              f"textsvc server RSS after each round: {', '.join(f'{v:,.0f}' for v in memory)} MiB; peak "
              f"{max(r['textsvc_memory']['peak_rss_mib'] for r in rounds):,.0f} MiB."]
     gpu = [r["textsvc_gpu_memory"]["used_mib"] for r in rounds if "textsvc_gpu_memory" in r]
@@ -123,7 +130,7 @@ def plot(rounds: list[dict], args, output_dir: Path) -> None:
 
     m = medians(rounds)
     clients = classify_levels(args)
-    stream_levels = [int(s) for s in args.streams.split(",")]
+    streams = stream_levels(args)
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     left.plot(clients, [m[f"textsvc_classify_c{c}"]["texts_per_s"] for c in clients], "o-",
               label="textsvc /classify")
@@ -136,18 +143,17 @@ def plot(rounds: list[dict], args, output_dir: Path) -> None:
             left.axhline(m[name]["texts_per_s"], linestyle="--", label=label, color=f"C{color}")
     left.set(xlabel="concurrent clients", ylabel="texts/s", title="Classification", xscale="log")
     left.legend(fontsize=8)
-    right.plot(stream_levels, [m[f"textsvc_streams_{s}"]["output_tokens_per_s"] for s in stream_levels], "o-",
-               label="textsvc")
-    if f"llama_server_streams_{stream_levels[0]}" in m:
-        right.plot(stream_levels, [m[f"llama_server_streams_{s}"]["output_tokens_per_s"] for s in stream_levels],
-                   "s-", label="llama-server")
+    right.plot(streams, [m[f"textsvc_streams_{s}"]["output_tokens_per_s"] for s in streams], "o-", label="textsvc")
+    if streams and f"llama_server_streams_{streams[0]}" in m:
+        right.plot(streams, [m[f"llama_server_streams_{s}"]["output_tokens_per_s"] for s in streams], "s-",
+                   label="llama-server")
     right.set(xlabel="concurrent streams", ylabel="output tokens/s", title="Streamed generation", xscale="log")
     right.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(output_dir / "throughput.png", dpi=110)
     plt.close(figure)
     figure, axis = plt.subplots(figsize=(8, 4))
-    names = [f"textsvc_classify_c{c}" for c in clients] + [f"textsvc_streams_{s}" for s in stream_levels]
+    names = [f"textsvc_classify_c{c}" for c in clients] + [f"textsvc_streams_{s}" for s in streams]
     for offset, share in enumerate(("p50", "p90", "p99")):
         values = [m[n].get(f"latency_s_{share}") or 0 for n in names]
         axis.bar([i + offset * 0.27 for i in range(len(names))], values, width=0.27, label=share)

@@ -48,7 +48,7 @@ def parse_args() -> argparse.Namespace:
                         help="closed-loop client counts for /classify ('': no /classify figures)")
     parser.add_argument("--classify_requests", type=int, default=160, help="requests per /classify measurement")
     parser.add_argument("--poisson_rate", type=float, default=40.0, help="open-loop /classify arrivals per second")
-    parser.add_argument("--streams", default="1,16", help="concurrent streams for /v1/completions")
+    parser.add_argument("--streams", default="1,16", help="concurrent streams for /v1/completions ('': no generation figures)")
     parser.add_argument("--max_new_tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="rounds; every figure is the median over them")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads every peer may use")
@@ -103,8 +103,9 @@ def classify_round(base: str, args, texts: list[str], skip: set[str], work_dir: 
 
 def generate_round(base: str, args, prompts: list[str], skip: set[str], gguf: str | None) -> dict:
     """One round of every generation figure: textsvc's stream levels, generate(), and llama.cpp."""
-    figures, model_dir = {}, str(Path(args.models_dir) / args.generator)
-    levels = [int(s) for s in args.streams.split(",")]
+    figures, model_dir, levels = {}, str(Path(args.models_dir) / args.generator), report.stream_levels(args)
+    if not levels:  # /classify figures alone
+        return figures
     body = {"model": args.generator, "max_tokens": args.max_new_tokens, "temperature": 0}
     for streams in levels:
         figures[f"textsvc_streams_{streams}"] = _streams(base, body, prompts, streams)

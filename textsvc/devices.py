@@ -45,9 +45,11 @@ def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
 
 
 def pick_classifier_backend(requested: str, dtype: str, device: torch.device, quantize: str = "none") -> str:
-    """"torch" or "onnxruntime" for a classifier. "auto" is ONNX Runtime where it measured fastest, on the CPU in
-    float32 (when dtype is auto or float32), if it is installed; an explicit "onnxruntime" needs the CPU. An int8
-    classifier is an ONNX Runtime one: it needs the CPU and ONNX Runtime, whatever the dtype."""
+    """"torch" or "onnxruntime" for a classifier. "auto" is ONNX Runtime where it measured fastest: on the CPU when
+    the classifier runs in float32 (dtype float32, or auto on a CPU without bf16 instructions), if it is installed;
+    where `auto` means bf16, torch's bf16 batches served more texts/s (README, Backends and threads on the CPU). An
+    explicit "onnxruntime" needs the CPU. An int8 classifier is an ONNX Runtime one: it needs the CPU and ONNX
+    Runtime, whatever the dtype."""
     if quantize != "none":
         if requested == "torch":
             raise ConfigError("classifier_quantize: int8 classifiers run in ONNX Runtime; use classifier_backend "
@@ -64,7 +66,8 @@ def pick_classifier_backend(requested: str, dtype: str, device: torch.device, qu
             raise ConfigError("classifier_backend: onnxruntime needs the onnxruntime, onnx and onnxscript packages",
                               field="classifier_backend")
         return requested
-    if requested == "auto" and device.type == "cpu" and dtype in ("auto", "float32") and onnx_runtime_available():
+    if (requested == "auto" and device.type == "cpu" and pick_dtype(dtype, device) == torch.float32
+            and onnx_runtime_available()):
         return "onnxruntime"
     return "torch"
 

@@ -45,8 +45,9 @@ class ServingConfig:
                                     "(see the README)")
     classifier_backend: str = setting("auto", "what runs the classifiers' forward passes: torch, onnxruntime (the "
                                               "CPU only, float32, from an export kept under --home), or auto: on "
-                                              "the CPU, when dtype is auto or float32, onnxruntime for every pass "
-                                              "of the models that export; else torch")
+                                              "the CPU, when the dtype in use is float32 (float32, or auto on CPUs "
+                                              "without bf16 instructions), onnxruntime for every pass of the models "
+                                              "that export; else torch")
     classifier_quantize: str = setting("none", "classifiers, on the CPU: none, or int8: ONNX Runtime runs every "
                                                "pass on an int8 copy of the export (dynamic quantization: weights "
                                                "in int8, activations quantized per pass); faster, for a small loss "
