@@ -21,9 +21,11 @@ from textsvc.onnx_classifier import INPUT_NAMES, OnnxSession, export_classifier,
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def pipeline_one_at_a_time(model_dir: str, texts: list[str], device: str = "cpu") -> float:
-    """Texts per second of `pipeline("text-classification")` called once per text, as a Flask view would."""
-    classify = pipeline("text-classification", model=model_dir, device=device, truncation=True)
+def pipeline_one_at_a_time(model_dir: str, texts: list[str], device: str = "cpu", dtype: str = "float32") -> float:
+    """Texts per second of `pipeline("text-classification")` in `dtype` called once per text, as a Flask view
+    would."""
+    classify = pipeline("text-classification", model=model_dir, device=device, truncation=True,
+                        dtype=DTYPES[dtype])
     classify(texts[0])  # warm-up
     started = time.perf_counter()
     for text in texts:
@@ -32,10 +34,12 @@ def pipeline_one_at_a_time(model_dir: str, texts: list[str], device: str = "cpu"
 
 
 @torch.inference_mode()
-def raw_forward(model_dir: str, texts: list[str], batch_size: int, sort_by_length: bool, device: str = "cpu") -> float:
-    """Texts per second of the model's own batched forward pass (tokenizing included): a torch server's ceiling."""
+def raw_forward(model_dir: str, texts: list[str], batch_size: int, sort_by_length: bool, device: str = "cpu",
+                dtype: str = "float32") -> float:
+    """Texts per second of the model's own batched forward pass in `dtype` (tokenizing included): a torch server's
+    ceiling."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval().to(device)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=DTYPES[dtype]).eval().to(device)
 
     def run(batch: list[str]) -> None:
         encoded = tokenizer(batch, truncation=True, padding=True, return_tensors="pt").to(device)

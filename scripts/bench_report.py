@@ -28,7 +28,8 @@ def fmt(value: float | None, unit: str = "") -> str:
 def classify_rows(m: dict, levels: list[int]) -> list[str]:
     """Markdown rows of the /classify figures, each beside its same-run baseline."""
     get = lambda name, key: (m.get(name) or {}).get(key)  # noqa: E731
-    pipe, onnx, onnx_int8 = (get(name, "texts_per_s") for name in ("pipeline_1", "onnx_1", "onnx_int8_1"))
+    pipe, pipe_bf16, onnx, onnx_int8 = (get(name, "texts_per_s") for name in
+                                        ("pipeline_1", "pipeline_1_bfloat16", "onnx_1", "onnx_int8_1"))
     lone = get(f"textsvc_classify_c{levels[0]}", "latency_s_p50")
     rows = []
     for clients in levels:
@@ -36,17 +37,21 @@ def classify_rows(m: dict, levels: list[int]) -> list[str]:
         rate = get(name, "texts_per_s")
         rows.append(f"| /classify, {clients} client(s), 1 text each | {fmt(rate)} texts/s, p50 "
                     f"{fmt(get(name, 'latency_s_p50'), ' s')}, p99 {fmt(get(name, 'latency_s_p99'), ' s')} "
-                    f"| pipeline 1 at a time {fmt(pipe)}; ONNX Runtime 1 at a time {fmt(onnx)}, int8 "
-                    f"{fmt(onnx_int8)} | {ratio(rate, pipe)} pipeline, {ratio(rate, onnx)} ONNX, "
+                    f"| pipeline 1 at a time {fmt(pipe)}, bf16 {fmt(pipe_bf16)}; ONNX Runtime 1 at a time "
+                    f"{fmt(onnx)}, int8 {fmt(onnx_int8)} | {ratio(rate, pipe)} pipeline, {ratio(rate, pipe_bf16)} "
+                    f"pipeline bf16, {ratio(rate, onnx)} ONNX, "
                     f"{ratio(rate, onnx_int8)} ONNX int8; p99 / lone p50 "
                     f"{ratio(get(name, 'latency_s_p99'), lone)} |")
     poisson = m.get("textsvc_classify_poisson") or {}
     rows.append(f"| /classify, Poisson arrivals | {fmt(poisson.get('texts_per_s'))} texts/s, p50 "
                 f"{fmt(poisson.get('latency_s_p50'), ' s')}, p99 {fmt(poisson.get('latency_s_p99'), ' s')} | | |")
     top = f"textsvc_classify_c{levels[-1]}"
-    raw_sorted, raw = get("raw_forward_32_sorted", "texts_per_s"), get("raw_forward_32", "texts_per_s")
-    rows.append(f"| ceiling: raw forward, batch 32 | sorted by length {fmt(raw_sorted)}, unsorted {fmt(raw)} "
-                f"texts/s | | textsvc at {levels[-1]} clients: {ratio(get(top, 'texts_per_s'), raw_sorted)} |")
+    raw_sorted, raw, raw_bf16 = (get(name, "texts_per_s") for name in
+                                 ("raw_forward_32_sorted", "raw_forward_32", "raw_forward_32_sorted_bfloat16"))
+    rows.append(f"| ceiling: raw forward, batch 32 | float32 sorted by length {fmt(raw_sorted)}, unsorted {fmt(raw)}; "
+                f"bf16 sorted {fmt(raw_bf16)} texts/s | | textsvc at {levels[-1]} clients: "
+                f"{ratio(get(top, 'texts_per_s'), raw_sorted)} of float32 sorted, "
+                f"{ratio(get(top, 'texts_per_s'), raw_bf16)} of bf16 |")
     shared, shared_int8 = get("onnx_shared_32", "texts_per_s"), get("onnx_int8_shared_32", "texts_per_s")
     if shared:
         rows.append(f"| ceiling: textsvc's ONNX Runtime passes without HTTP, 32 texts shared among single-threaded "
@@ -135,9 +140,11 @@ def plot(rounds: list[dict], args, output_dir: Path) -> None:
     left.plot(clients, [m[f"textsvc_classify_c{c}"]["texts_per_s"] for c in clients], "o-",
               label="textsvc /classify")
     for color, (name, label) in enumerate((("pipeline_1", "pipeline, 1 at a time"),
+                                           ("pipeline_1_bfloat16", "pipeline bf16, 1 at a time"),
                                            ("onnx_1", "ONNX Runtime, 1 at a time"),
                                            ("onnx_int8_1", "ONNX Runtime int8, 1 at a time"),
                                            ("raw_forward_32_sorted", "raw forward, batch 32 sorted"),
+                                           ("raw_forward_32_sorted_bfloat16", "raw forward bf16, batch 32 sorted"),
                                            ("onnx_shared_32", "textsvc's ONNX Runtime passes, no HTTP")), start=1):
         if name in m:
             left.axhline(m[name]["texts_per_s"], linestyle="--", label=label, color=f"C{color}")

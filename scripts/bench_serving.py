@@ -84,8 +84,9 @@ def classify_round(base: str, args, texts: list[str], skip: set[str], work_dir: 
     figures["noop_route"] = load.summarize(*load.closed_loop(health, max(levels), n))
     figures["textsvc_classify_poisson"] = load.summarize(*load.open_loop(send, args.poisson_rate, n))
     sample = texts[:n]
-    if "pipeline" not in skip:
-        figures["pipeline_1"] = {"texts_per_s": peers.pipeline_one_at_a_time(model_dir, sample, args.peer_device)}
+    if "pipeline" not in skip:  # bfloat16 too: what `--dtype auto` serves where the CPU or GPU has it
+        for name, dtype in (("pipeline_1", "float32"), ("pipeline_1_bfloat16", "bfloat16")):
+            figures[name] = {"texts_per_s": peers.pipeline_one_at_a_time(model_dir, sample, args.peer_device, dtype)}
     if "onnx" not in skip:
         for name, int8 in (("onnx_1", False), ("onnx_int8_1", True)):  # int8: the peer of --classifier_quantize
             rate = peers.onnx_one_at_a_time(model_dir, sample, work_dir, args.threads, int8)
@@ -96,8 +97,10 @@ def classify_round(base: str, args, texts: list[str], skip: set[str], work_dir: 
             if rate:
                 figures[name] = {"texts_per_s": rate}
     if "raw" not in skip:
-        for name, by_length in (("raw_forward_32_sorted", True), ("raw_forward_32", False)):
-            figures[name] = {"texts_per_s": peers.raw_forward(model_dir, sample, 32, by_length, args.peer_device)}
+        for name, by_length, dtype in (("raw_forward_32_sorted", True, "float32"), ("raw_forward_32", False, "float32"),
+                                       ("raw_forward_32_sorted_bfloat16", True, "bfloat16")):
+            figures[name] = {"texts_per_s": peers.raw_forward(model_dir, sample, 32, by_length, args.peer_device,
+                                                              dtype)}
     return figures
 
 
