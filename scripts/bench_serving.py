@@ -48,7 +48,8 @@ def parse_args() -> argparse.Namespace:
                         help="closed-loop client counts for /classify ('': no /classify figures)")
     parser.add_argument("--classify_requests", type=int, default=160, help="requests per /classify measurement")
     parser.add_argument("--poisson_rate", type=float, default=40.0, help="open-loop /classify arrivals per second")
-    parser.add_argument("--streams", default="1,16", help="concurrent streams for /v1/completions ('': no generation figures)")
+    parser.add_argument("--streams", default="1,16",
+                        help="concurrent streams for /v1/completions ('': no generation figures)")
     parser.add_argument("--max_new_tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="rounds; every figure is the median over them")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads every peer may use")
@@ -97,7 +98,8 @@ def classify_round(base: str, args, texts: list[str], skip: set[str], work_dir: 
             if rate:
                 figures[name] = {"texts_per_s": rate}
     if "raw" not in skip:
-        for name, by_length, dtype in (("raw_forward_32_sorted", True, "float32"), ("raw_forward_32", False, "float32"),
+        for name, by_length, dtype in (("raw_forward_32_sorted", True, "float32"),
+                                       ("raw_forward_32", False, "float32"),
                                        ("raw_forward_32_sorted_bfloat16", True, "bfloat16")):
             figures[name] = {"texts_per_s": peers.raw_forward(model_dir, sample, 32, by_length, args.peer_device,
                                                               dtype)}
