@@ -3,6 +3,7 @@ wait for /ready, read its memory; and a folder of tiny models trained on the spo
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -24,6 +26,8 @@ def free_port() -> int:
 
 
 def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 600) -> None:
+    """Until /ready answers 200; out at once when the server exits, or when it has loaded and is not ready
+    (`load_failed`: no models found, or the ones needed failed), which no wait would change."""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         if process.poll() is not None:
@@ -31,8 +35,17 @@ def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 600) -> N
         try:
             with urllib.request.urlopen(url, timeout=5):
                 return
+        except urllib.error.HTTPError as error:
+            try:
+                body = json.loads(error.read() or b"{}")
+            except ValueError:  # not textsvc's JSON: keep waiting
+                body = {}
+            if body.get("status") == "load_failed":
+                process.terminate()
+                raise SystemExit(f"the server loaded and is not ready: {body['error']['message']}") from None
         except OSError:
-            time.sleep(0.5)
+            pass
+        time.sleep(0.5)
     raise SystemExit(f"{url} not ready after {timeout_s} s")
 
 
