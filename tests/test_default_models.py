@@ -67,6 +67,10 @@ def test_first_call_leaves_a_served_ready_classifier(prepared):
     card = (model_dir / "README.md").read_text()
     assert "Greene & Cunningham" in card and "research use" in card and "### Test (426 examples)" in card
     assert all(f"| {label} |" in card for label in LABELS)
+    # the accuracy cost of serving in bfloat16, measured on the test split, before the limitations
+    precision = card[card.index("## Accuracy by serving precision"):card.index("## Limitations and biases")]
+    assert "| float32 |" in precision and "| bfloat16 |" in precision
+    assert not list(model_dir.glob(".*tmp-*"))
     assert not list(prepared.glob(".*tmp-*")) and not (prepared / f"{CLASSIFIER_NAME}.checkpoints").exists()
 
 

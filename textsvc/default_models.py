@@ -135,6 +135,25 @@ def train_default_classifier(output_dir: Path, data_dir: Path, settings: Mapping
     test = (read_json(output_dir / "test_results.json") or {}).get("accuracy")
     log.info("trained %s in %.0f s; held-out test accuracy %s", output_dir.name, time.monotonic() - started,
              f"{test:.4f}" if test is not None else "n/a")
+    document_precision(output_dir, test_file)
+
+
+def document_precision(model_dir: Path, test_file: Path) -> None:
+    """Add to the card the test split's accuracy in float32 and in bfloat16, the dtypes `--dtype auto` serves in,
+    measured where the service would run it."""
+    from textsvc.cards.classifier import precision_section, with_section
+    from textsvc.devices import device_description, pick_device
+    from textsvc.modeldir import replace_text
+    from textsvc.training.evaluation import evaluate_classifier
+
+    device = pick_device(None)
+    reports = {dtype: evaluate_classifier(str(model_dir), str(test_file), device=str(device), dtype=dtype)
+               for dtype in ("float32", "bfloat16")}
+    card = model_dir / "README.md"
+    replace_text(card, with_section(card.read_text(encoding="utf-8"), precision_section(reports,
+                                                                                        device_description(device))))
+    log.info("%s test accuracy in float32 %.4f, in bfloat16 %.4f", model_dir.name, reports["float32"]["accuracy"],
+             reports["bfloat16"]["accuracy"])
 
 
 def read_bbc_news(data: Path) -> Iterator[dict[str, str]]:

@@ -61,6 +61,13 @@ def check_model_dir(model_dir: str | os.PathLike) -> Path:
     return path
 
 
+def replace_text(path: Path, text: str) -> None:
+    """Rewrite one file of a finished model directory in a single rename: readers see the old text or the new."""
+    draft = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    draft.write_text(text, encoding="utf-8")
+    os.replace(draft, path)
+
+
 def read_json(path: Path) -> dict | None:
     """A JSON file's contents, or None if it is absent."""
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

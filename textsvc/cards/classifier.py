@@ -195,6 +195,22 @@ def evaluation(results: dict) -> str:
     return "\n".join(parts)
 
 
+def precision_section(reports: dict[str, dict], device: str) -> str:
+    """How accuracy moves with the dtype `textsvc serve` runs the model in: `reports` maps a dtype to its test
+    report (`evaluate_classifier`), measured on `device`."""
+    rows = [[dtype, f"{report['accuracy']:.4f}", f"{report['macro_f1']:.4f}", f"{report['loss']:.4f}"]
+            for dtype, report in reports.items()]
+    return ("## Accuracy by serving precision\n\n`textsvc serve --dtype auto` runs this model in bfloat16 on GPUs that "
+            "have it and on CPUs with AVX-512 BF16 or AMX, else in float32. The test split in each, at the serving "
+            f"input limit, on {device}:\n\n" + common.table(["dtype", "accuracy", "macro F1", "loss"], rows) + "\n")
+
+
+def with_section(card: str, section: str) -> str:
+    """`card` with `section` placed before its limitations (at the end if it has none)."""
+    marker = "## Limitations and biases"
+    return card.replace(marker, f"{section}\n{marker}", 1) if marker in card else f"{card.rstrip()}\n\n{section}"
+
+
 def limitations(info: dict, results: dict) -> str:
     """Label imbalance, the weakest label, and what distillation or the vocabulary bring."""
     points = []
