@@ -200,9 +200,11 @@ def precision_section(reports: dict[str, dict], device: str) -> str:
     report (`evaluate_classifier`), measured on `device`."""
     rows = [[dtype, f"{report['accuracy']:.4f}", f"{report['macro_f1']:.4f}", f"{report['loss']:.4f}"]
             for dtype, report in reports.items()]
+    unmeasured = "" if "bfloat16" in reports else " (bfloat16 not measured: this device has no bf16 instructions)"
     return ("## Accuracy by serving precision\n\n`textsvc serve --dtype auto` runs this model in bfloat16 on GPUs that "
-            "have it and on CPUs with AVX-512 BF16 or AMX, else in float32. The test split in each, at the serving "
-            f"input limit, on {device}:\n\n" + common.table(["dtype", "accuracy", "macro F1", "loss"], rows) + "\n")
+            "have it and on CPUs with AVX-512 BF16 or AMX, else in float32. The test split at the serving input "
+            f"limit, on {device}{unmeasured}:\n\n"
+            + common.table(["dtype", "accuracy", "macro F1", "loss"], rows) + "\n")
 
 
 def with_section(card: str, section: str) -> str:
