@@ -144,18 +144,19 @@ def document_precision(model_dir: Path, test_file: Path) -> None:
     not what `auto` serves there)."""
     import torch
 
-    from textsvc.cards.classifier import precision_section, with_section
+    from textsvc.cards import render_card
+    from textsvc.cards.classifier import PRECISION_RESULTS
     from textsvc.devices import device_description, pick_device, pick_dtype
-    from textsvc.modeldir import replace_text
+    from textsvc.modeldir import replace_text, write_json
     from textsvc.training.evaluation import evaluate_classifier
 
     device = pick_device(None)
     dtypes = ("float32", "bfloat16") if pick_dtype("auto", device) == torch.bfloat16 else ("float32",)
     reports = {dtype: evaluate_classifier(str(model_dir), str(test_file), device=str(device), dtype=dtype)
                for dtype in dtypes}
-    card = model_dir / "README.md"
-    replace_text(card, with_section(card.read_text(encoding="utf-8"), precision_section(reports,
-                                                                                        device_description(device))))
+    # a results file beside the others, so that the card keeps the section whenever it is rendered again
+    write_json(model_dir / PRECISION_RESULTS, {"device": device_description(device), "reports": reports})
+    replace_text(model_dir / "README.md", render_card(model_dir))
     log.info("%s test accuracy: %s", model_dir.name,
              ", ".join(f"{dtype} {report['accuracy']:.4f}" for dtype, report in reports.items()))
 

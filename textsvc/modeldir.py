@@ -62,7 +62,7 @@ def check_model_dir(model_dir: str | os.PathLike) -> Path:
 
 
 def replace_text(path: Path, text: str) -> None:
-    """Rewrite one file of a finished model directory in a single rename: readers see the old text or the new."""
+    """Write one file of a model directory in a single rename: readers see the old text or the new."""
     draft = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     draft.write_text(text, encoding="utf-8")
     os.replace(draft, path)
@@ -74,5 +74,5 @@ def read_json(path: Path) -> dict | None:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Pretty JSON with a trailing newline, the way `Trainer.save_metrics` writes it."""
-    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    """Pretty JSON with a trailing newline, the way `Trainer.save_metrics` writes it, in one rename."""
+    replace_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")

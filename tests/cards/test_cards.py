@@ -12,7 +12,7 @@ import pytest
 from huggingface_hub import ModelCard, ModelCardData
 
 from textsvc.cards import render_card
-from textsvc.cards.classifier import _distillation, precision_section, with_section
+from textsvc.cards.classifier import PRECISION_RESULTS, _distillation, precision_section
 from textsvc.cards.common import read_card_metadata, write_card
 from textsvc.cli import main
 
@@ -133,12 +133,15 @@ def test_committed_card_metadata(path):
     assert write_card(ModelCardData(**metadata), card.text) == text
 
 
-def test_precision_section_goes_before_the_limitations_and_says_what_was_not_measured():
+def test_precision_section_goes_before_the_limitations_and_says_what_was_not_measured(lstm_dir, tmp_path):
     report = {"accuracy": 0.9765, "macro_f1": 0.9757, "loss": 0.2191}
     both = precision_section({"float32": report, "bfloat16": {**report, "loss": 0.2192}}, "CPU (2 threads)")
     alone = precision_section({"float32": report}, "CPU (2 threads)")
     assert "| bfloat16 | 0.9765 | 0.9757 | 0.2192 |" in both and "not measured" not in both
     assert "| bfloat16 |" not in alone and "bfloat16 not measured" in alone
-    card = with_section("# m\n\n## Evaluation results\n\n## Limitations and biases\n\n- one\n", both)
+    model_dir = shutil.copytree(lstm_dir, tmp_path / "my-model")
+    assert "## Accuracy by serving" not in render_card(model_dir)  # only where it was measured
+    (model_dir / PRECISION_RESULTS).write_text(json.dumps({"device": "CPU (2 threads)", "reports": {"float32": report}}))
+    card = render_card(model_dir)  # rendered again, the section stays: it comes from the results file
     assert card.index("## Evaluation results") < card.index("## Accuracy by serving") < card.index("## Limitations")
-    assert with_section("# m\n", alone).rstrip().endswith("| float32 | 0.9765 | 0.9757 | 0.2191 |")
+    assert alone in card

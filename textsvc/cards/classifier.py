@@ -22,17 +22,20 @@ METRIC_NAMES = {"accuracy": "Accuracy", "macro_precision": "Macro precision", "m
                 "macro_f1": "Macro F1"}
 SELECTION_NAMES = {"accuracy": "accuracy", "macro_f1": "macro F1", "loss": "loss"}  # --metric_for_best_model
 SPLIT_NAMES = {"eval": "validation", "test": "test"}  # results file prefix -> the split's name on the hub
+PRECISION_RESULTS = "precision_results.json"  # the test split by serving dtype, where measured (default_models)
 
 
 def render_classifier_card(directory: Path, info: dict) -> str:
     """The whole `README.md` for a trained classifier directory, given its `training_info.json`."""
     results = {split: report for split in SPLIT_NAMES
                if (report := read_json(directory / f"{split}_results.json")) is not None}
+    precision = read_json(directory / PRECISION_RESULTS)
     return common.join_sections(front_matter(info, results), [
         model_details(info), intended_use(info), training_data(info),
         training_procedure(info) + common.picture(directory, *common.CURVES),
-        evaluation(results) + common.picture(directory, *common.CONFUSION), limitations(info, results),
-        service_usage(info), common.framework_versions(info)])
+        evaluation(results) + common.picture(directory, *common.CONFUSION),
+        *([precision_section(precision["reports"], precision["device"])] if precision else []),
+        limitations(info, results), service_usage(info), common.framework_versions(info)])
 
 
 def front_matter(info: dict, results: dict) -> ModelCardData:
@@ -205,12 +208,6 @@ def precision_section(reports: dict[str, dict], device: str) -> str:
             "have it and on CPUs with AVX-512 BF16 or AMX, else in float32. The test split at the serving input "
             f"limit, on {device}{unmeasured}:\n\n"
             + common.table(["dtype", "accuracy", "macro F1", "loss"], rows) + "\n")
-
-
-def with_section(card: str, section: str) -> str:
-    """`card` with `section` placed before its limitations (at the end if it has none)."""
-    marker = "## Limitations and biases"
-    return card.replace(marker, f"{section}\n{marker}", 1) if marker in card else f"{card.rstrip()}\n\n{section}"
 
 
 def limitations(info: dict, results: dict) -> str:
