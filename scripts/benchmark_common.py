@@ -9,10 +9,10 @@ import csv
 import json
 import random
 import re
-import shutil
 import time
 from pathlib import Path
 
+from textsvc.cards import publish_card
 from textsvc.config.serving import textsvc_home
 from textsvc.config.training import ClassifierModelConfig, DataConfig, TrainingConfig
 from textsvc.default_models import GENERATOR_NAME
@@ -145,15 +145,8 @@ def run_recipe(spec: dict, overrides: dict, output_dir: Path, data: dict, train:
 
 def copy_card(result: dict, folder: str | None, name: str) -> None:
     """Copy a run's model card to `folder/name.md` (the repository's model_cards/, say), with its pictures."""
-    if not folder:
-        return
-    run, folder = Path(result["output_dir"]), Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    card = (run / "README.md").read_text(encoding="utf-8")
-    for picture in sorted(run.glob("*.png")):  # renamed per card: every card's pictures share the folder
-        shutil.copyfile(picture, folder / f"{name}-{picture.name}")
-        card = card.replace(f"]({picture.name})", f"]({name}-{picture.name})")
-    (folder / f"{name}.md").write_text(card, encoding="utf-8")
+    if folder:
+        publish_card(result["output_dir"], folder, name)
 
 
 def report(title: str, results: dict, output_root: Path, accuracy_name: str = "test acc") -> None:

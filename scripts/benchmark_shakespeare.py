@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import time
 from collections import Counter
 from pathlib import Path
 
+from textsvc.cards import publish_card
 from textsvc.config.training import GeneratorModelConfig, GeneratorTrainingConfig, TextDataConfig
 from textsvc.devices import device_description, pick_device
 from textsvc.modeldir import read_json
@@ -149,9 +149,7 @@ def main() -> None:
             report = evaluate_dir(Path(results[name]["output_dir"]), validation_file, args.lstm_eval_block_size)
             results[f"lstm, evaluated in {args.lstm_eval_block_size}-char blocks"] = report
         if args.copy_cards:
-            Path(args.copy_cards).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(Path(results[name]["output_dir"]) / "README.md",
-                            Path(args.copy_cards) / f"{CARD_NAMES[name]}.md")
+            publish_card(results[name]["output_dir"], args.copy_cards, CARD_NAMES[name])
     print_table(results, len(validation_file.read_text(encoding="utf-8")))
     (output_root / "summary.json").write_text(json.dumps(results, indent=2) + "\n")
 

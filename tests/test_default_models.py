@@ -12,11 +12,13 @@ import pytest
 import torch
 
 from textsvc import default_models
+from textsvc.cards.common import PRECISION_RESULTS
 from textsvc.cli import main
 from textsvc.default_models import CLASSIFIER_NAME, GENERATOR_NAME, prepare_default_models
 from textsvc.devices import pick_device, pick_dtype
 from textsvc.errors import ConfigError
 from textsvc.pretrained import package_dir
+from textsvc.quantization import int8_products
 from textsvc.serving.engine import discover_models
 
 LABELS = ["business", "entertainment", "politics", "sports", "tech"]
@@ -161,6 +163,19 @@ def test_generator_is_imported_once_and_served_beside_the_classifier(prepared, g
         models = prepare_default_models(tmp_path, TINY)
     assert calls == [(default_gguf_file(), GENERATOR_NAME, SMOLLM2_HUB_ID)]
     assert list(discover_models(models)) == [CLASSIFIER_NAME, GENERATOR_NAME]
+
+    # the card gives the loss per character on held-out articles in each setting the service can run it in
+    precision = json.loads((models / GENERATOR_NAME / PRECISION_RESULTS).read_text())
+    device = pick_device(None)
+    served = pick_dtype("auto", device)
+    expected = [("float32", "none", False)] + ([("bfloat16", "none", False)] if served == torch.bfloat16 else [])
+    dtype = str(served).removeprefix("torch.")
+    if device.type == "cpu":  # the CPU's quantizations, the int8 activations where it has int8 instructions
+        expected += [(dtype, "int8", False), (dtype, "int4", False)] + ([(dtype, "int4", True)] if int8_products()
+                                                                         else [])
+    assert [(run["dtype"], run["quantize"], run["int8_activations"]) for run in precision["runs"]] == expected
+    assert all(run["loss_per_char"] > 0 and run["num_chars"] > 20_000 for run in precision["runs"])
+    assert "## Loss by serving precision" in (models / GENERATOR_NAME / "README.md").read_text()
 
     client = create_app({"models_dir": str(models), "device": "cpu", "max_wait_ms": 1}).test_client()
     response = client.post("/generate", json={"inputs": "the cat", "parameters": {"max_new_tokens": 4}})

@@ -10,6 +10,7 @@ import pytest
 from textsvc.cli import main
 from textsvc.config.sampling import SamplingConfig
 from textsvc.generation.loop import generate
+from textsvc.cards.common import read_card_metadata
 from textsvc.gguf_import import SMOLLM2_HUB_ID, default_gguf_file, imported_hub_id
 from textsvc.loading import is_generator, load_generator
 
@@ -33,6 +34,8 @@ def test_imported_directory_loads_and_generates(smollm2_dir):
     config = json.loads((smollm2_dir / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"] and "quantization_config" not in config
     assert imported_hub_id(smollm2_dir) == SMOLLM2_HUB_ID and is_generator(smollm2_dir)
+    metadata = read_card_metadata((smollm2_dir / "README.md").read_text(encoding="utf-8"))
+    assert (metadata["license"], metadata["language"]) == ("apache-2.0", ["en"])  # the GGUF file's own metadata
     assert not list(smollm2_dir.parent.glob(".*tmp-*"))
     generator = load_generator(smollm2_dir, "cpu")
     result = generate(generator.model, generator.tokenizer, "The capital of France is",

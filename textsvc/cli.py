@@ -194,20 +194,13 @@ def run_import_gguf(args: argparse.Namespace) -> None:
 
 
 def run_card(args: argparse.Namespace) -> None:
-    import shutil
-    from pathlib import Path
-
-    from textsvc.cards import render_card
-    from textsvc.modeldir import check_model_dir
+    from textsvc.cards import publish_card, render_card
+    from textsvc.modeldir import check_model_dir, replace_text
 
     directory = check_model_dir(args.model_dir)
-    card = directory / "README.md"
-    card.write_text(render_card(directory), encoding="utf-8")
+    replace_text(directory / "README.md", render_card(directory))
     if args.copy_to:
-        Path(args.copy_to).mkdir(parents=True, exist_ok=True)
-        target = Path(args.copy_to) / f"{directory.resolve().name}.md"
-        shutil.copyfile(card, target)
-        print(target)
+        print(publish_card(directory, args.copy_to))
 
 
 def run_serve(args: argparse.Namespace, program_argv: list[str] | None = None) -> None:

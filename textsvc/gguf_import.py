@@ -43,6 +43,8 @@ def import_gguf(gguf_file: str | Path, output_dir: str | Path, hub_id: str | Non
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
+    from textsvc.cards import render_card
+
     tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
     # dequantize=True gives plain float32 tensors and drops the quantization config, so the model can be saved
     model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32,
@@ -50,23 +52,25 @@ def import_gguf(gguf_file: str | Path, output_dir: str | Path, hub_id: str | Non
     shipped = default_gguf_file()
     info = {"source_file": source.name, "format": "gguf", "dtype": "float32",
             "hub_id": hub_id or (SMOLLM2_HUB_ID if shipped and shipped.resolve() == source.resolve() else None),
-            "architecture": type(model).__name__, "num_parameters": int(model.num_parameters())}
+            "architecture": type(model).__name__, "num_parameters": int(model.num_parameters()),
+            **licence_and_languages(source)}
 
     def write(staging: Path) -> None:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         write_json(staging / IMPORT_INFO, info)
-        (staging / "README.md").write_text(import_card(info), encoding="utf-8")
+        (staging / "README.md").write_text(render_card(staging), encoding="utf-8")
 
     return write_model_dir(output_dir, write)
 
 
-def import_card(info: dict) -> str:
-    """A short card for an imported model: where it came from and what the conversion changed."""
-    base = f"base_model: {info['hub_id']}\n" if info["hub_id"] else ""
-    origin = f"`{info['hub_id']}`" if info["hub_id"] else "an unnamed model"
-    return (f"---\nlibrary_name: transformers\npipeline_tag: text-generation\n{base}tags:\n- textsvc\n- gguf-import\n"
-            f"---\n\n# {origin}, imported from GGUF\n\nConverted by `textsvc import-gguf` from `{info['source_file']}` "
-            f"({info['architecture']}, {info['num_parameters']:,} parameters). The GGUF weights were de-quantized "
-            "to float32: quantized files hold rounded weights, so this directory reproduces the GGUF model, not the "
-            "original full-precision checkpoint.\n")
+def licence_and_languages(gguf_file: Path) -> dict:
+    """The `license` and `languages` a GGUF file's metadata declares (`general.license`, `general.languages`), for
+    the card; None where it declares none."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(gguf_file).fields
+    license_field, languages_field = fields.get("general.license"), fields.get("general.languages")
+    return {"license": license_field.contents() if license_field else None,
+            "languages": list(languages_field.contents()) if languages_field else None}
+

@@ -12,9 +12,11 @@ import pytest
 from huggingface_hub import ModelCard, ModelCardData
 
 from textsvc.cards import render_card
-from textsvc.cards.classifier import PRECISION_RESULTS, _distillation, precision_section
-from textsvc.cards.common import read_card_metadata, write_card
+from textsvc.cards import generator as generator_card
+from textsvc.cards.classifier import _distillation, precision_section
+from textsvc.cards.common import PRECISION_RESULTS, read_card_metadata, write_card
 from textsvc.cli import main
+from textsvc.errors import ModelDirError
 
 SECTIONS = ("Model details", "Intended use", "Out-of-scope use", "Training data", "Training procedure",
             "Evaluation results", "Limitations and biases", "How to use", "Framework versions")
@@ -84,7 +86,14 @@ def test_card_command_copies_card(lstm_dir, tmp_path, capsys):
     assert main(["card", "--model_dir", str(model_dir), "--copy_to", str(tmp_path / "cards")]) == 0
     copied = tmp_path / "cards" / "my-model.md"
     assert capsys.readouterr().out.strip() == str(copied)
-    assert copied.read_text(encoding="utf-8") == (model_dir / "README.md").read_text(encoding="utf-8")
+    card = (model_dir / "README.md").read_text(encoding="utf-8")
+    pictures = sorted(path.name for path in model_dir.glob("*.png"))
+    assert pictures and all(f"]({picture})" in card for picture in pictures)
+    # the pictures go along, renamed for the card, so that the cards sharing the folder keep their own
+    for picture in pictures:
+        assert (tmp_path / "cards" / f"my-model-{picture}").read_bytes() == (model_dir / picture).read_bytes()
+        card = card.replace(f"]({picture})", f"](my-model-{picture})")
+    assert copied.read_text(encoding="utf-8") == card
 
 
 def test_card_command_refuses_incomplete_dir(tmp_path, capsys):
@@ -145,3 +154,45 @@ def test_precision_section_goes_before_the_limitations_and_says_what_was_not_mea
     card = render_card(model_dir)  # rendered again, the section stays: it comes from the results file
     assert card.index("## Evaluation results") < card.index("## Accuracy by serving") < card.index("## Limitations")
     assert alone in card
+
+
+def generator_run(dtype: str, quantize: str, int8_activations: bool, loss_per_char: float) -> dict:
+    return {"dtype": dtype, "quantize": quantize, "int8_activations": int8_activations, "loss_per_char": loss_per_char,
+            "num_chars": 46_000, "num_tokens": 10_500, "block_size": 1024}
+
+
+PRECISION = {"device": "CPU (2 threads)", "text": "20 held-out articles",
+             "runs": [generator_run("float32", "none", False, 0.8), generator_run("bfloat16", "none", False, 0.8004),
+                      generator_run("bfloat16", "int4", True, 0.79)]}
+
+
+def test_generator_precision_section_compares_each_setting_with_the_first(gpt_lm_dir, tmp_path):
+    section = generator_card.precision_section(PRECISION)
+    assert "| float32 | float32 | float32 | 0.8000 | |" in section
+    assert "| bfloat16 | bfloat16 | bfloat16 | 0.8004 | +0.05% |" in section
+    assert "| bfloat16 | int4 | int8 (W8A8) | 0.7900 | -1.25% |" in section
+    assert "20 held-out articles (46,000 characters, 10,500 predicted tokens, windows of 1024 tokens)" in section
+    assert "bfloat16 not measured" in generator_card.precision_section({**PRECISION, "runs": PRECISION["runs"][:1]})
+    model_dir = shutil.copytree(gpt_lm_dir, tmp_path / "my-generator")
+    assert "## Loss by serving precision" not in render_card(model_dir)
+    (model_dir / PRECISION_RESULTS).write_text(json.dumps(PRECISION))
+    card = render_card(model_dir)
+    assert card.index("## Evaluation results") < card.index("## Loss by serving precision") < card.index("## Samples")
+
+
+def test_imported_model_card_is_rendered_from_its_import_record(tmp_path, capsys):
+    info = {"source_file": "tiny.Q4_1.gguf", "format": "gguf", "dtype": "float32", "hub_id": "someone/tiny",
+            "architecture": "LlamaForCausalLM", "num_parameters": 1234, "license": "apache-2.0", "languages": ["en"]}
+    model_dir = tmp_path / "imported"
+    model_dir.mkdir()
+    (model_dir / "import_info.json").write_text(json.dumps(info))
+    card = render_card(model_dir)
+    metadata = read_card_metadata(card)
+    assert (metadata["base_model"], metadata["license"], metadata["language"]) == ("someone/tiny", "apache-2.0", ["en"])
+    assert write_card(ModelCardData(**metadata), card.split("\n---\n", 1)[1]) == card
+    assert "from `tiny.Q4_1.gguf` (LlamaForCausalLM, 1,234 parameters)" in card and "## Loss by" not in card
+    (model_dir / PRECISION_RESULTS).write_text(json.dumps(PRECISION))
+    assert render_card(model_dir).endswith(generator_card.precision_section(PRECISION))
+    (model_dir / "import_info.json").unlink()
+    with pytest.raises(ModelDirError, match="no training_info.json or import_info.json"):
+        render_card(model_dir)

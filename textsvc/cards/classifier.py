@@ -22,14 +22,13 @@ METRIC_NAMES = {"accuracy": "Accuracy", "macro_precision": "Macro precision", "m
                 "macro_f1": "Macro F1"}
 SELECTION_NAMES = {"accuracy": "accuracy", "macro_f1": "macro F1", "loss": "loss"}  # --metric_for_best_model
 SPLIT_NAMES = {"eval": "validation", "test": "test"}  # results file prefix -> the split's name on the hub
-PRECISION_RESULTS = "precision_results.json"  # the test split by serving dtype, where measured (default_models)
 
 
 def render_classifier_card(directory: Path, info: dict) -> str:
     """The whole `README.md` for a trained classifier directory, given its `training_info.json`."""
     results = {split: report for split in SPLIT_NAMES
                if (report := read_json(directory / f"{split}_results.json")) is not None}
-    precision = read_json(directory / PRECISION_RESULTS)
+    precision = read_json(directory / common.PRECISION_RESULTS)
     return common.join_sections(front_matter(info, results), [
         model_details(info), intended_use(info), training_data(info),
         training_procedure(info) + common.picture(directory, *common.CURVES),
@@ -204,9 +203,8 @@ def precision_section(reports: dict[str, dict], device: str) -> str:
     rows = [[dtype, f"{report['accuracy']:.4f}", f"{report['macro_f1']:.4f}", f"{report['loss']:.4f}"]
             for dtype, report in reports.items()]
     unmeasured = "" if "bfloat16" in reports else " (bfloat16 not measured: this device has no bf16 instructions)"
-    return ("## Accuracy by serving precision\n\n`textsvc serve --dtype auto` runs this model in bfloat16 on GPUs that "
-            "have it and on CPUs with AVX-512 BF16 or AMX, else in float32. The test split at the serving input "
-            f"limit, on {device}{unmeasured}:\n\n"
+    return (f"## Accuracy by serving precision\n\n{common.AUTO_DTYPE} The test split at the serving input limit, on "
+            f"{device}{unmeasured}:\n\n"
             + common.table(["dtype", "accuracy", "macro F1", "loss"], rows) + "\n")
 
 

@@ -27,9 +27,11 @@ def render_generator_card(directory: Path, info: dict) -> str:
     """The whole `README.md` for a trained generator directory, given its `training_info.json`."""
     results = read_json(directory / "eval_results.json")
     samples = (read_json(directory / "samples.json") or {}).get("samples", [])
+    precision = read_json(directory / common.PRECISION_RESULTS)
     return common.join_sections(front_matter(info, results), [
         model_details(info), intended_use(info), training_data(info),
         training_procedure(info) + common.picture(directory, *common.CURVES), evaluation(results),
+        *([precision_section(precision)] if precision else []),
         sample_section(samples), limitations(info), service_usage(info), common.framework_versions(info)])
 
 
@@ -83,6 +85,26 @@ def evaluation(results: dict) -> str:
             f"{results['num_tokens']:,} predicted tokens, windows of {results['block_size']} tokens):\n\n"
             f"{rows}\n\nLoss per character is the summed token loss divided by the number of characters, so it "
             "compares models with different tokenizers; perplexity and loss per token do not.\n")
+
+
+def precision_section(precision: dict) -> str:
+    """How the loss per character moves with the precision `textsvc serve` runs the model in: `precision` holds
+    the `device`, the `text` measured and its `runs`, each a setting (`dtype`, `quantize`, `int8_activations`) with
+    its `evaluate_generator` report; the first run is the reference the others are compared with."""
+    runs, reference = precision["runs"], precision["runs"][0]["loss_per_char"]
+    rows = [[run["dtype"], run["dtype"] if run["quantize"] == "none" else run["quantize"],
+             "int8 (W8A8)" if run["int8_activations"] else run["dtype"], f"{run['loss_per_char']:.4f}",
+             "" if run is runs[0] else f"{(run['loss_per_char'] / reference - 1) * 100:+.2f}%"] for run in runs]
+    unmeasured = ("" if any(run["dtype"] == "bfloat16" for run in runs)
+                  else " (bfloat16 not measured: this device has no bf16 instructions)")
+    first = runs[0]
+    return (f"## Loss by serving precision\n\n{common.AUTO_DTYPE} On the CPU, `--quantize int8` or `int4` rounds "
+            "its weights, and with `--compile_decoding` on CPUs with int8 instructions (VNNI, AMX) the products of "
+            "more than 4 rows (prefills, large batches) round their activations to int8 as well. Loss per "
+            f"character on {precision['text']} ({first['num_chars']:,} characters, {first['num_tokens']:,} predicted "
+            f"tokens, windows of {first['block_size']} tokens), on {precision['device']}{unmeasured}:\n\n"
+            + common.table(["dtype", "weights", "activations", "loss per character (nats)", "against the first row"],
+                           rows) + "\n")
 
 
 def sample_section(samples: list[dict]) -> str:
