@@ -9,7 +9,7 @@ import logging
 import sys
 import typing
 
-from textsvc.config.common import build_configs, read_config_file
+from textsvc.config.common import build_configs, field_types, read_config_file
 from textsvc.config.sampling import SamplingConfig
 from textsvc.config.serving import DTYPES, QUANTIZATIONS, ServingConfig
 from textsvc.config.training import (
@@ -28,7 +28,7 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, *classes: type) -> None
     """One `--field` flag per dataclass field, its help from the field's metadata; unset flags stay absent so that
     config-file values can show through."""
     for cls in classes:
-        hints = typing.get_type_hints(cls)
+        hints = field_types(cls)
         for field in dataclasses.fields(cls):
             flag, help_text = f"--{field.name}", flag_help(field)
             kind = typing.get_args(hints[field.name]) or (hints[field.name],)

@@ -7,10 +7,9 @@ the room left in a model's context in `fit_to_context`.
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass
 
-from textsvc.config.common import check_range, coerce, require, setting
+from textsvc.config.common import check_range, coerce, field_types, require, setting
 from textsvc.errors import ErrorCode, RequestError
 
 
@@ -41,7 +40,7 @@ class SamplingConfig:
         # before `coerce`, which would read [3] as ("3",)
         require(isinstance(self.stop, (list, tuple)) and all(isinstance(s, str) for s in self.stop),
                 "stop", "must be a list of strings")
-        hints = typing.get_type_hints(SamplingConfig)
+        hints = field_types(SamplingConfig)
         for field in dataclasses.fields(self):  # requests arrive as JSON: check types before comparing values
             value = coerce(getattr(self, field.name), field, hints[field.name])
             check_range(field.name, value, field.metadata.get("schema", {}))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from textsvc.config.common import require, setting
+from textsvc.config.common import field_types, require, setting
 from textsvc.errors import ConfigError
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # what `devices.pick_dtype` turns into a torch dtype
@@ -159,7 +159,7 @@ def serving_env_values(environ: typing.Mapping[str, str] | None = None) -> dict[
     import os  # read here, at call time, never on import
 
     environ = os.environ if environ is None else environ
-    hints, values = typing.get_type_hints(ServingConfig), {}
+    hints, values = field_types(ServingConfig), {}
     for field in dataclasses.fields(ServingConfig):
         raw = environ.get(ENV_PREFIX + field.name.upper())
         if raw is None:

@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from textsvc import __version__
+from textsvc.config.common import field_types
 from textsvc.config.sampling import served_bounds
 from textsvc.config.serving import ServingConfig
 from textsvc.errors import HTTP, ErrorCode, error_body
@@ -57,7 +58,7 @@ def field_schema(field: dataclasses.Field, hint: Any, caps: dict) -> dict:
 def object_schemas(cls: type, caps: dict, strict: bool = False) -> dict[str, dict]:
     """`cls`'s schema and those of the dataclasses in its fields, by name. Nested ones (`parameters`) are strict:
     requests.py refuses names they do not know, while a body's unknown names are ignored."""
-    hints, fields = typing.get_type_hints(cls), dataclasses.fields(cls)
+    hints, fields = field_types(cls), dataclasses.fields(cls)
     schema = {"type": "object", "description": cls.__doc__.splitlines()[0],
               "properties": {field.name: field_schema(field, hints[field.name], caps) for field in fields},
               "required": [field.name for field in fields if field.default is dataclasses.MISSING

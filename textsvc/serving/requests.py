@@ -10,15 +10,13 @@ unknown, of the wrong type or out of range. Both are 400s and both name the fiel
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import time
-import typing
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from textsvc.config.common import check_range, coerce, setting
+from textsvc.config.common import check_range, coerce, field_types, setting
 from textsvc.config.sampling import SamplingConfig, served_bounds
 from textsvc.config.serving import ServingConfig
 from textsvc.errors import ConfigError, ErrorCode, RequestError
@@ -168,15 +166,10 @@ def _parameters(body: dict, cls: type) -> dict:
     return params
 
 
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)  # once per class, not per request
-
-
 def _build(cls: type, values: dict, **given: Any) -> Any:
     """`cls` from JSON `values` (and the fields in `given`): absent or null fields take their defaults; each other
     field's type and bounds are checked, except the sampling ones, which SamplingConfig checks."""
-    hints = _hints(cls)
+    hints = field_types(cls)
     for field in dataclasses.fields(cls):
         value = values.get(field.name)
         if field.name in given or value is None:
