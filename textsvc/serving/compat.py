@@ -13,7 +13,7 @@ from textsvc.loading import context_length
 from textsvc.serving.engine import ServedClassifier, ServedGenerator
 from textsvc.serving.guard import admit_inference, release_inference
 from textsvc.serving.http import current_engine, json_body
-from textsvc.serving.requests import parse_classify
+from textsvc.serving.requests import parse_classify, text_inputs
 from textsvc.serving.timing import record_classification
 
 compat = Blueprint("compat", __name__)
@@ -81,18 +81,16 @@ def tokenize():
     body = json_body()
     if not isinstance(body, dict):
         raise RequestError("the body must be a JSON object", code=ErrorCode.INVALID_TYPE)
-    texts, name = body.get("inputs"), body.get("model")
-    if not isinstance(texts, (str, list)) or not all(isinstance(text, str) for text in texts):
-        raise RequestError("inputs: expected a string or a list of strings", code=ErrorCode.INVALID_TYPE,
-                           field="inputs")
+    given, name = body.get("inputs"), body.get("model")
+    texts = text_inputs(given)
     special = body.get("add_special_tokens", True)
     if not isinstance(special, bool) or name is not None and not isinstance(name, str):
         raise RequestError("add_special_tokens: expected true or false; model: text", field="add_special_tokens")
     served = _served(name)
     tokenizer = served.loaded.tokenizer
-    if served.kind == "generator" and isinstance(texts, str):
-        return jsonify(_tokens(tokenizer, texts, special))
-    return jsonify([_tokens(tokenizer, text, special) for text in ([texts] if isinstance(texts, str) else texts)])
+    if served.kind == "generator" and isinstance(given, str):
+        return jsonify(_tokens(tokenizer, given, special))
+    return jsonify([_tokens(tokenizer, text, special) for text in texts])
 
 
 @compat.post("/predict")

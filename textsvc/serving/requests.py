@@ -207,14 +207,19 @@ def _prompt(value: Any, field: str) -> str:
     return value
 
 
+def text_inputs(value: Any, field: str = "inputs") -> list[str]:
+    """`inputs` as TEI takes it, one text or a list of texts, as a list; `invalid_type` otherwise."""
+    texts = [value] if isinstance(value, str) else value  # a string is one text, not a sequence to check
+    if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
+        raise RequestError(f"{field}: expected a string or a list of strings", code=ErrorCode.INVALID_TYPE,
+                           field=field)
+    return texts
+
+
 def parse_classify(body: Any, config: ServingConfig) -> ClassifyRequest:
     """`{"inputs": str | [str], "parameters": {top_k, truncation, function_to_apply}, "model"}`, checked."""
     body = _object(body)
-    texts = body.get("inputs")
-    if not isinstance(texts, (str, list)) or not all(isinstance(text, str) for text in texts):
-        raise RequestError("inputs: expected a string or a list of strings", code=ErrorCode.INVALID_TYPE,
-                           field="inputs")
-    texts = [texts] if isinstance(texts, str) else texts
+    texts = text_inputs(body.get("inputs"))
     if not texts or any(not text.strip() for text in texts):
         raise RequestError("inputs: empty text", code=ErrorCode.EMPTY_INPUT, field="inputs")
     if len(texts) > config.max_inputs:
