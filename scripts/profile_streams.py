@@ -5,6 +5,12 @@ The first pass pays for whatever the warm-up left uncompiled; later passes show 
 them, or a recompile listed, is a compile that a client waited for. Figures as in scripts/bench_serving.py.
 
     python scripts/profile_streams.py --models_dir DIR --generator NAME --serve_flag=--compile_decoding
+
+`--tiny` serves a tiny GPT trained on the spot instead: its steps are short enough on a CPU that the server's own
+cost a token (HTTP, threads, the GIL) bounds it, as it bounds a GPU's graphed steps, so that path can be worked on
+without a GPU:
+
+    python scripts/profile_streams.py --tiny --streams 64 --max_new_tokens 32 --requests 256 --passes 3 --in_process cpu
 """
 
 from __future__ import annotations
@@ -29,8 +35,12 @@ def prompt(index: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models_dir", required=True)
-    parser.add_argument("--generator", required=True, help="the generator's folder name")
+    parser.add_argument("--models_dir")
+    parser.add_argument("--generator", help="the generator's folder name")
+    parser.add_argument("--tiny", action="store_true", help="a tiny GPT trained now (2 x 64, a context of 128) "
+                        "instead of --models_dir and --generator")
+    parser.add_argument("--requests", type=int, help="requests at each level and pass (default: the level, at "
+                        "least 4)")
     parser.add_argument("--streams", default="1,64", help="concurrent streams, each level in turn")
     parser.add_argument("--passes", type=int, default=2, help="times every level is run")
     parser.add_argument("--max_new_tokens", type=int, default=64)
@@ -39,6 +49,12 @@ def main() -> None:
                         "on cuda), its streams drained by one thread: the engine without HTTP and its threads")
     parser.add_argument("--no_server", action="store_true", help="the in-process figures only")
     args = parser.parse_args()
+    if args.tiny:
+        args.models_dir = serving.train_tiny_models(Path(tempfile.mkdtemp(prefix="textsvc-tiny-")), gpt_hidden_size=64,
+                                                    gpt_block_size=128)
+        args.generator = "tiny-gpt"
+    elif not (args.models_dir and args.generator):
+        parser.error("give --models_dir and --generator, or --tiny")
 
     flags = [flag for pair in args.serve_flag for flag in pair.split(" ", 1)]
     if args.in_process:
@@ -51,19 +67,23 @@ def main() -> None:
     print(f"ready after {time.perf_counter() - started:.1f} s (loading and warm-up); flags: {' '.join(flags)}")
     body = {"model": args.generator, "max_tokens": args.max_new_tokens, "temperature": 0}
     print(f"{'pass':>4} {'streams':>7} {'tokens/s':>9} {'TTFT p50':>9} {'TTFT max':>9} {'ITL p50':>8} {'ITL p99':>8} "
-          f"{'ITL max':>8} {'recompiles so far':>18}")
+          f"{'ITL max':>8} {'server CPU a token':>18} {'recompiles so far':>18}")
     try:
         for number in range(1, args.passes + 1):
             for streams in [int(level) for level in args.streams.split(",")]:
                 send = lambda i: load.stream_completion(base + "/v1/completions",
                                                         {**body, "prompt": prompt(i)})
-                outcomes, wall = load.closed_loop(send, streams, max(streams, 4))
+                used = serving.cpu_seconds(server.pid)
+                outcomes, wall = load.closed_loop(send, streams, args.requests or max(streams, 4))
+                used = serving.cpu_seconds(server.pid) - used
                 figures = load.summarize(outcomes, wall)
+                tokens = sum(outcome.output_tokens for outcome in outcomes)
                 gaps = [gap for outcome in outcomes for gap in outcome.gaps_s]
                 first = [outcome.ttft_s for outcome in outcomes if outcome.ttft_s is not None]
                 print(f"{number:>4} {streams:>7} {figures['output_tokens_per_s']:>9.1f} "
                       f"{figures['ttft_s_p50']:>9.4f} {max(first):>9.4f} {figures['itl_s_p50']:>8.4f} "
-                      f"{figures['itl_s_p99']:>8.4f} {max(gaps):>8.4f} {recompiles(log):>18}", flush=True)
+                      f"{figures['itl_s_p99']:>8.4f} {max(gaps):>8.4f} {used / max(tokens, 1) * 1e6:>15.0f} us "
+                      f"{recompiles(log):>18}", flush=True)
     finally:
         serving.stop(server)
     for line in log.read_text(encoding="utf-8", errors="replace").splitlines():

@@ -117,9 +117,10 @@ WORDS = {"pos": "good great excellent lovely superb".split(), "neg": "bad awful 
 FILLER = "the film plot acting was really quite a story café 日本".split()  # multi-byte characters too
 
 
-def train_tiny_models(root: Path) -> Path:
-    """`root` with a tiny LSTM classifier (`tiny-classifier`) and a tiny GPT (`tiny-gpt`), trained in seconds on
-    sentences written here, through `textsvc train-classifier` / `train-generator`."""
+def train_tiny_models(root: Path, gpt_hidden_size: int = 32, gpt_block_size: int = 32) -> Path:
+    """`root` with a tiny LSTM classifier (`tiny-classifier`) and a tiny GPT (`tiny-gpt`, 2 layers of
+    `gpt_hidden_size`, a context of `gpt_block_size`), trained in seconds on sentences written here, through
+    `textsvc train-classifier` / `train-generator`."""
     rng = random.Random(0)
     rows = ["text,label"]
     for i in range(120):
@@ -135,8 +136,8 @@ def train_tiny_models(root: Path) -> Path:
               "--num_layers", "2", "--max_seq_length", "32",
               "--num_train_epochs", "3", "--disable_tqdm", "--output_dir", str(models / "tiny-classifier")])
     _quietly([*cli, "train-generator", "--train_file", str(root / "corpus.txt"), "--arch", "transformer",
-              "--vocab_size", "300", "--hidden_size", "32", "--num_layers", "2", "--num_attention_heads", "2",
-              "--block_size", "32", "--max_steps", "20", "--disable_tqdm", "--output_dir", str(models / "tiny-gpt")])
+              "--vocab_size", "300", "--hidden_size", str(gpt_hidden_size), "--num_layers", "2",
+              "--num_attention_heads", "2", "--block_size", str(gpt_block_size), "--max_steps", "20", "--disable_tqdm", "--output_dir", str(models / "tiny-gpt")])
     return models
 
 
