@@ -10,7 +10,10 @@ them, or a recompile listed, is a compile that a client waited for. Figures as i
 cost a token (HTTP, threads, the GIL) bounds it, as it bounds a GPU's graphed steps, so that path can be worked on
 without a GPU:
 
-    python scripts/profile_streams.py --tiny --streams 64 --max_new_tokens 32 --requests 256 --passes 3 --in_process cpu
+    python scripts/profile_streams.py --tiny --streams 64 --max_new_tokens 32 --requests 256 --passes 3 \
+        --in_process cpu --serve_flag="--max_generation_batch_size 64"
+
+(the in-process worker seats as many streams as the highest level; the server, --max_generation_batch_size)
 """
 
 from __future__ import annotations
