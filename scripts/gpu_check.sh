@@ -8,9 +8,10 @@
 #   3. the serving benchmark (scripts/bench_serving.py) at 1 and 64 clients and streams, the sweep's best model as
 #      the classifier, decoding steps replayed as CUDA graphs (--cuda_graphs), and, while time is left,
 #   4. the streams again, passed over twice, by the decoding worker alone (no HTTP) and through the server
-#      (scripts/profile_streams.py): what HTTP costs, and any stall of a first pass.
+#      (scripts/profile_streams.py): what HTTP costs, and any stall of a first pass; then, while time is left, 64
+#      streams through the server with --stream_interval 4.
 # Results go under $OUT (or docs/benchmarks without it): gpu/ (the benchmark's table, JSON and plots), sweep.json,
-# cuda-graphs.txt.
+# cuda-graphs.txt, stream-interval-4.txt.
 #
 # On a machine that reaches neither the hub nor PyPI, pack what it lacks here first (scripts/gpu_payload.py pack):
 # the run finds .gpu/ and installs and unpacks it. Without .gpu/, textsvc and its requirements must be installed
@@ -106,5 +107,13 @@ if [ "$left" -gt 90 ]; then
     --streams 1,64 --passes 2 --in_process "$DEVICE" --serve_flag "--device $DEVICE" \
     --serve_flag "--max_generation_batch_size 64" --serve_flag=--cuda_graphs ${PROFILE_FLAGS:-} 2>&1 \
     | grep -v "Loading weights" | tee "$OUT_DIR/cuda-graphs.txt"
+fi
+left=$(( ${CHECK_SECONDS:-570} - SECONDS ))
+if [ "$left" -gt 60 ]; then
+  stage "64 streams through the server in groups of 4 tokens (--stream_interval 4; $left s left)"
+  timeout "$left" python3 scripts/profile_streams.py --models_dir "$models" --generator smollm2-135m \
+    --streams 64 --passes 2 --serve_flag "--device $DEVICE" --serve_flag "--max_generation_batch_size 64" \
+    --serve_flag=--cuda_graphs --serve_flag "--stream_interval 4" 2>&1 \
+    | grep -v "Loading weights" | tee "$OUT_DIR/stream-interval-4.txt"
 fi
 stage "done"

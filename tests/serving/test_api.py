@@ -8,6 +8,8 @@ import threading
 import pytest
 
 from textsvc.config.sampling import SamplingConfig
+from textsvc.config.serving import ServingConfig
+from textsvc.errors import ConfigError
 from textsvc.generation.loop import generate
 from textsvc.serving.api import create_app
 from textsvc.serving.engine import Engine
@@ -104,6 +106,26 @@ def test_openai_completions(client):
     assert chunks[-1] == "[DONE]"
     assert "".join(c["choices"][0]["text"] for c in chunks[:-1]) == answer["choices"][0]["text"]
     assert chunks[-2]["choices"][0]["finish_reason"] == answer["choices"][0]["finish_reason"]
+
+
+def test_stream_interval_groups_a_streams_tokens_into_fewer_writes(models_dir):
+    with pytest.raises(ConfigError, match="stream_interval"):
+        ServingConfig(stream_interval=0)
+    app = create_app({"models_dir": str(models_dir), "device": "cpu", "stream_interval": 4, "warmup": False})
+    client = app.test_client()
+    body = {"model": "tiny-gpt", "prompt": "the cat", "max_tokens": 13, "temperature": 0.9, "seed": 5}
+    answer = client.post("/v1/completions", json=body).json
+    response = client.post("/v1/completions", json={**body, "stream": True}, buffered=False)
+    writes = list(response.response)
+    response.close()
+    app.extensions["textsvc"].close()
+    chunks = [json.loads(line[len("data: "):]) for write in writes for line in write.decode().split("\n\n")
+              if line and line != "data: [DONE]"]
+    assert "".join(chunk["choices"][0]["text"] for chunk in chunks) == answer["choices"][0]["text"]
+    tokens = answer["usage"]["completion_tokens"]
+    assert tokens >= 9  # enough for groups to show: one write a token would be tokens + 2 writes
+    # the first token alone, then groups of 4, each one write; the finish chunk and [DONE] may take one more
+    assert len(writes) <= 1 + -(-(tokens - 1) // 4) + 1
 
 
 def test_metrics_count_requests_and_tokens(client):

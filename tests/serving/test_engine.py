@@ -152,6 +152,31 @@ def test_concurrent_generations_share_batches_and_match_one_at_a_time(models_dir
                                                                           alone.finish_reason), prompt
 
 
+def test_stream_interval_sends_the_first_token_alone_then_groups_with_the_same_text(models_dir):
+    loaded = load_generator(models_dir / "tiny-gpt", "cpu")
+    config = SamplingConfig(max_new_tokens=11, temperature=0.9, seed=3)  # seeded: the same tokens every time
+    runs = {}
+    for interval in (1, 4):
+        worker = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=4, max_queue_size=16,
+                                  stream_interval=interval)
+        jobs = [worker.submit(prompt, config) for prompt in PROMPTS]
+        # at each event, how many more its group holds: a group of g events reads g - 1, ..., 0
+        runs[interval] = [[(event.text, job._left_in_group, job.waiting()) for event in job] for job in jobs]
+        results = [(job.result.token_ids, job.result.finish_reason) for job in jobs]
+        worker.close()
+        runs[interval].append(results)
+    assert [[text for text, _, _ in events] for events in runs[4][:-1]] == [
+        [text for text, _, _ in events] for events in runs[1][:-1]]
+    assert runs[4][-1] == runs[1][-1]
+    for events in runs[4][:-1]:
+        starts = [left for index, (_, left, _) in enumerate(events) if index == 0 or events[index - 1][1] == 0]
+        groups = [left + 1 for left in starts]
+        assert groups == [1] + [4] * ((len(events) - 1) // 4) + ([(len(events) - 1) % 4] if (len(events) - 1) % 4
+                                                                 else [])
+        assert all(waiting for _, left, waiting in events if left)  # the reader knows the group's rest is there
+    assert all(left == 0 for events in runs[1][:-1] for _, left, _ in events)
+
+
 def test_prompt_and_new_tokens_must_fit_the_context(engine):
     context = engine.models["tiny-gpt"].describe()["context_length"]
     with pytest.raises(RequestError) as error:

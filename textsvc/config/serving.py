@@ -70,6 +70,9 @@ class ServingConfig:
                                       "next batch")
     max_generation_batch_size: int = setting(16, "sequences one generator decodes together; waiting requests join "
                                                  "between steps")
+    stream_interval: int = setting(1, "tokens a stream's events are sent in, after its first token, which goes at "
+                                      "once: above 1, fewer and larger writes, for more tokens/s when many streams "
+                                      "keep the server busy, and text that arrives in bursts")
     max_queue_size: int = setting(256, "texts waiting per classifier, and requests waiting per generator, before "
                                        "503 overloaded")
     max_inputs: int = setting(64, "texts per /classify request")
@@ -118,7 +121,7 @@ class ServingConfig:
         require(self.chat_template is None or Path(self.chat_template).is_file(), "chat_template",
                 f"{self.chat_template} is not a file")
         require(self.threads is None or self.threads > 0, "threads", "must be positive")
-        for name in ("port", "max_batch_size", "max_generation_batch_size", "max_queue_size",
+        for name in ("port", "max_batch_size", "max_generation_batch_size", "stream_interval", "max_queue_size",
                      "max_inputs", "max_content_length", "max_new_tokens_limit", "max_input_chars",
                      "max_stop_sequences", "max_stop_chars"):
             require(getattr(self, name) > 0, name, "must be positive")

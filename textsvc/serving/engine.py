@@ -219,7 +219,7 @@ class Engine:
             loaded.model, loaded.tokenizer, max_batch_size=self.config.max_generation_batch_size,
             max_queue_size=self.config.max_queue_size, retry_after_s=self.config.retry_after_s, name=name,
             compile_decoding=self.config.compile_decoding, cuda_graphs=self.config.cuda_graphs,
-            **self.telemetry.worker_hooks(name))
+            stream_interval=self.config.stream_interval, **self.telemetry.worker_hooks(name))
         if self.config.warmup:  # first calls pay for lazy allocations, and a compiled step for its graphs
             served.worker.warm_up()
         return served

@@ -62,28 +62,32 @@ class Job:
         self.result: GenerationResult | None = None
         self.submitted = time.perf_counter()
         self.started: float | None = None  # when the worker seated it: the queue time ends there
-        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self._events: queue.SimpleQueue = queue.SimpleQueue()  # groups of events (lists), an error, or None: the end
+        self._held: list[TokenEvent] = []  # the worker's: events not yet sent (GenerationWorker's stream_interval)
+        self._left_in_group = 0
         self._cancelled = False
 
     def __iter__(self) -> Iterator[TokenEvent]:
         while (item := self._events.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
-            yield item
+            for index, event in enumerate(item):
+                self._left_in_group = len(item) - index - 1
+                yield event
 
     def cancel(self) -> None:
         """Give the seat up; the worker drops the sequence before its next step."""
         self._cancelled = True
 
     def waiting(self) -> bool:
-        """Whether an event (or the end) is already queued for the reader."""
-        return not self._events.empty()
+        """Whether an event (or the end) is already there for the reader: its group's next, or one queued."""
+        return self._left_in_group > 0 or not self._events.empty()
 
     @property
     def cancelled(self) -> bool:
         return self._cancelled or self.should_stop()
 
-    def _put(self, item: TokenEvent | BaseException | None) -> None:
+    def _put(self, item: list[TokenEvent] | BaseException | None) -> None:
         self._events.put(item)
 
 
@@ -113,7 +117,7 @@ class GenerationWorker:
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, max_batch_size: int,
                  max_queue_size: int, retry_after_s: int = 1, name: str = "generator", compile_decoding: bool = False,
-                 cuda_graphs: bool = False,
+                 cuda_graphs: bool = False, stream_interval: int = 1,
                  on_batch: Callable[[int], None] = lambda size: None,
                  on_depth: Callable[[int], None] = lambda depth: None,
                  on_first_token: Callable[[float], None] = lambda seconds: None,
@@ -122,6 +126,7 @@ class GenerationWorker:
         self.limit, self.ends = context_length(model), eos_ids(model, tokenizer)
         self.special = self.ends | set(tokenizer.all_special_ids)
         self.run = runner_for(model.device)  # where the torch work runs (serving.compute)
+        self.stream_interval = stream_interval
         self._running: list[tuple[Job, DecodingSequence]] = []  # the worker's own: the seats taken, and their rows
         self._rows: StateRows | SlotRows | CacheRows | None = None
         self.on_batch, self.on_first_token, self.on_tokens = on_batch, on_first_token, on_tokens
@@ -328,9 +333,16 @@ class GenerationWorker:
                 self.on_first_token(now - job.submitted)
             if sequence.done:
                 job.result = sequence.result()
-            outbox.append((job, TokenEvent(token, text, logprob, token in self.special, last=sequence.done)))
+            job._held.append(TokenEvent(token, text, logprob, token in self.special, last=sequence.done))
+            # the first token goes at once (time to first token), the others `stream_interval` at a time: one
+            # wake-up and one write for several tokens. With 64 streams of a tiny GPT on the 2-core CPU, where the
+            # HTTP threads' work a token bounds the rate (as on a GPU), groups of 4 made 5,098-6,478 tokens/s
+            # against 3,925-5,013 (README, Performance).
+            if sequence.done or len(sequence.token_ids) == 1 or len(job._held) >= self.stream_interval:
+                outbox.append((job, job._held))
+                job._held = []
             if sequence.done:
                 outbox.append((job, None))
         self.on_tokens(len(running))
-        for job, event in outbox:
-            job._put(event)
+        for job, events in outbox:
+            job._put(events)
