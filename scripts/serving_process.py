@@ -137,7 +137,8 @@ def train_tiny_models(root: Path, gpt_hidden_size: int = 32, gpt_block_size: int
               "--num_train_epochs", "3", "--disable_tqdm", "--output_dir", str(models / "tiny-classifier")])
     _quietly([*cli, "train-generator", "--train_file", str(root / "corpus.txt"), "--arch", "transformer",
               "--vocab_size", "300", "--hidden_size", str(gpt_hidden_size), "--num_layers", "2",
-              "--num_attention_heads", "2", "--block_size", str(gpt_block_size), "--max_steps", "20", "--disable_tqdm", "--output_dir", str(models / "tiny-gpt")])
+              "--num_attention_heads", "2", "--block_size", str(gpt_block_size), "--max_steps", "20",
+              "--disable_tqdm", "--output_dir", str(models / "tiny-gpt")])
     return models
 
 

@@ -73,4 +73,3 @@ def licence_and_languages(gguf_file: Path) -> dict:
     license_field, languages_field = fields.get("general.license"), fields.get("general.languages")
     return {"license": license_field.contents() if license_field else None,
             "languages": list(languages_field.contents()) if languages_field else None}
-

@@ -202,7 +202,7 @@ def precision_section(reports: dict[str, dict], device: str) -> str:
     report (`evaluate_classifier`), measured on `device`."""
     rows = [[dtype, f"{report['accuracy']:.4f}", f"{report['macro_f1']:.4f}", f"{report['loss']:.4f}"]
             for dtype, report in reports.items()]
-    unmeasured = "" if "bfloat16" in reports else " (bfloat16 not measured: this device has no bf16 instructions)"
+    unmeasured = "" if "bfloat16" in reports else common.BF16_UNMEASURED
     return (f"## Accuracy by serving precision\n\n{common.AUTO_DTYPE} The test split at the serving input limit, on "
             f"{device}{unmeasured}:\n\n"
             + common.table(["dtype", "accuracy", "macro F1", "loss"], rows) + "\n")

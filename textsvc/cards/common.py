@@ -14,6 +14,7 @@ TASK_NAMES = {"text-classification": "Text Classification", "text-generation": "
 PRECISION_RESULTS = "precision_results.json"  # held-out figures by serving precision, where measured (default_models)
 AUTO_DTYPE = ("`textsvc serve --dtype auto` runs this model in bfloat16 on GPUs that have it and on CPUs with AVX-512 "
               "BF16 or AMX, else in float32.")
+BF16_UNMEASURED = " (bfloat16 not measured: this device has no bf16 instructions)"  # after a precision section's device
 # The library writes the YAML block from `card_data`; the body is passed as a value, so jinja never parses it.
 CARD_TEMPLATE = "---\n{{ card_data }}\n---\n{{ body }}"
 

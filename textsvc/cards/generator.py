@@ -95,8 +95,7 @@ def precision_section(precision: dict) -> str:
     rows = [[run["dtype"], run["dtype"] if run["quantize"] == "none" else run["quantize"],
              "int8 (W8A8)" if run["int8_activations"] else run["dtype"], f"{run['loss_per_char']:.4f}",
              "" if run is runs[0] else f"{(run['loss_per_char'] / reference - 1) * 100:+.2f}%"] for run in runs]
-    unmeasured = ("" if any(run["dtype"] == "bfloat16" for run in runs)
-                  else " (bfloat16 not measured: this device has no bf16 instructions)")
+    unmeasured = "" if any(run["dtype"] == "bfloat16" for run in runs) else common.BF16_UNMEASURED
     first = runs[0]
     return (f"## Loss by serving precision\n\n{common.AUTO_DTYPE} On the CPU, `--quantize int8` or `int4` rounds "
             "its weights, and with `--compile_decoding` on CPUs with int8 instructions (VNNI, AMX) the products of "
