@@ -56,6 +56,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--peer_device", default="cpu", help="where the transformers peers run (cuda on a GPU)")
     parser.add_argument("--skip", default="", help="comma-separated peers to leave out: pipeline,onnx,raw,"
                                                    "generate,llama,llama-server")
+    parser.add_argument("--new_connections", action="store_true",
+                        help="one connection per request, as urllib makes them (default: each client keeps one)")
     parser.add_argument("--serve_flag", action="append", default=[], help="extra `textsvc serve` flag (repeat)")
     parser.add_argument("--output_dir", default="docs/benchmarks/cpu")
     return parser.parse_args()
@@ -161,6 +163,7 @@ def default_gguf() -> str | None:
 def main() -> None:
     args = parse_args()
     args.argv = sys.argv[1:]
+    load.KEEP_ALIVE = not args.new_connections
     skip = set(filter(None, args.skip.split(",")))
     texts = read_texts(args.texts_file, 2000)
     prompts = [" ".join(text.split()[:16]) for text in texts[1000:1064]]  # about 20 tokens each
