@@ -111,8 +111,11 @@ def test_quantized_generator_keeps_its_size_and_predictions(models_dir, kind):
     assert quantization_of(quantized.model) == kind and quantization_of(plain.model) == "none"
     assert isinstance(quantized.model.get_output_embeddings(), Int8WeightOnlyLinear)  # int4 keeps it in int8
     assert parameter_count(quantized.model) == parameter_count(plain.model)  # the tied output projection counts once
-    # calibrated where the CPU runs W8A8: the output projection's smoothing is not all ones
-    assert (quantized.model.get_output_embeddings().inverse_smoothing != 1).any() == int8_products()
+    head = quantized.model.get_output_embeddings()
+    if int8_products():  # calibrated where the CPU runs W8A8: the output projection's smoothing is not all ones
+        assert (head.inverse_smoothing != 1).any()
+    else:  # elsewhere (AVX2 alone) larger products stay matmuls over the dequantized weights
+        assert hasattr(head, "dequantized") and not hasattr(head, "inverse_smoothing")
     ids = torch.tensor([[3, 14, 15, 9, 26, 5]])
     before, after = plain.model(input_ids=ids).logits, quantized.model(input_ids=ids).logits
     assert (after - before).norm() / before.norm() < (0.05 if kind == "int8" else 0.25)

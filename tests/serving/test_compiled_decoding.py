@@ -51,9 +51,9 @@ def test_quantized_batches_above_the_kernel_row_limit_run_compiled_without_new_g
 
     loaded = in_passing_thread(load_generator, models_dir / "tiny-gpt", "cpu", "float32", "int8", True)
     size = packed_rows_of(loaded.model) + 2  # above the packed kernels' limit: the W8A8 (or dequantized) branch
-    compiled = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=size, max_queue_size=16,
+    compiled = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=size, max_queue_size=size,
                                 compile_decoding=True)
-    plain = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=size, max_queue_size=16)
+    plain = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=size, max_queue_size=size)
     compiled.warm_up()  # batches of 1, 2 and one above the limit
     counters = torch._dynamo.utils.counters
     graphs = counters["stats"]["unique_graphs"]
@@ -79,3 +79,14 @@ def test_a_compiled_batch_that_fills_every_seat_matches_eager_decoding(models_di
     assert decode_together(compiled, prompts, greedy) == decode_together(eager, prompts, greedy)
     compiled.close()
     eager.close()
+
+
+def test_warm_up_batches_are_not_refused_by_a_small_queue(models_dir):
+    """The warm-up seats batches of 2 and above at once; a queue bound of 1 is the clients' (it failed the load)."""
+    loaded = in_passing_thread(load_generator, models_dir / "tiny-gpt", "cpu")
+    compiled = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=2, max_queue_size=1,
+                                compile_decoding=True)
+    compiled.warm_up()
+    events = list(compiled.submit("the cat", SamplingConfig(max_new_tokens=4, temperature=0)))
+    assert 1 <= len(events) <= 4 and events[-1].last
+    compiled.close()

@@ -29,12 +29,13 @@ class AdmissionQueue(Generic[Item]):
         self._condition = threading.Condition()
         self._closed = False
 
-    def put_all(self, items: Sequence[Item]) -> None:
-        """Queue every item, or raise `overloaded` (the queue is full, or closed for shutdown) and queue none."""
+    def put_all(self, items: Sequence[Item], bounded: bool = True) -> None:
+        """Queue every item, or raise `overloaded` (the queue is full, or closed for shutdown) and queue none;
+        `bounded=False` admits the items whatever waits (the worker's own warm-up, which no client's bound covers)."""
         with self._condition:
             if self._closed:
                 raise OverloadedError("the service is shutting down", retry_after_s=self.retry_after_s)
-            if len(self._items) + len(items) > self.max_size:
+            if bounded and len(self._items) + len(items) > self.max_size:
                 raise OverloadedError(f"{len(self._items)} {self.unit} already wait for {self.name}; retry later",
                                       retry_after_s=self.retry_after_s)
             self._items.extend(items)

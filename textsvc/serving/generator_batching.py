@@ -187,7 +187,9 @@ class GenerationWorker:
             sizes = sorted({1, 2, min(packed_rows_of(self.model) + 1, self.max_batch_size)})
         for size in sizes:
             jobs = [Job(start, SamplingConfig(max_new_tokens=3, temperature=0), lambda: False) for _ in range(size)]
-            self.queue.put_all(jobs)  # at once, so that they are seated together
+            # at once, so that they are seated together; a batch of 17 (the row limit of CPUs without bf16
+            # instructions, plus one) is above a small --max_queue_size, which bounds clients, not the warm-up
+            self.queue.put_all(jobs, bounded=False)
             for job in jobs:
                 for _ in job:
                     pass
