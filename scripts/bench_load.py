@@ -48,13 +48,13 @@ STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) 
 def request_bytes(url: str, body: bytes | None = None, timeout_s: float = 600.0) -> bytes:
     """The body of a GET (or of a JSON POST when `body` is given); raises urllib.error.HTTPError on an HTTP error
     status, as urllib does."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
     if not KEEP_ALIVE:
-        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(url, data=body, headers=headers)
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return response.read()
     parts = urllib.parse.urlsplit(url)
     pool, key = _kept.__dict__.setdefault("pool", {}), parts.netloc
-    headers = {"Content-Type": "application/json"} if body is not None else {}
     while True:
         reused = key in pool
         connection = pool.pop(key, None) or http.client.HTTPConnection(parts.hostname, parts.port)

@@ -82,7 +82,7 @@ def test_a_compiled_batch_that_fills_every_seat_matches_eager_decoding(models_di
 
 
 def test_warm_up_batches_are_not_refused_by_a_small_queue(models_dir):
-    """The warm-up seats batches of 2 and above at once; a queue bound of 1 is the clients' (it failed the load)."""
+    """The warm-up seats batches of 2 and above at once; a queue bound of 1 is the clients' (warm_up raised overloaded)."""
     loaded = in_passing_thread(load_generator, models_dir / "tiny-gpt", "cpu")
     compiled = GenerationWorker(loaded.model, loaded.tokenizer, max_batch_size=2, max_queue_size=1,
                                 compile_decoding=True)
