@@ -137,9 +137,13 @@ def run_recipe(spec: dict, overrides: dict, output_dir: Path, data: dict, train:
     train_classifier(data_config, model, train_config)
     report = read_json(output_dir / "test_results.json")
     info = read_json(output_dir / "training_info.json")
+    refit = info.get("refit") or {}  # a refit model: the selection run's model was tested too, in the same run
     return {"test_accuracy": report["accuracy"], "test_macro_f1": report["macro_f1"],
             "validation_accuracy": read_json(output_dir / "eval_results.json")["accuracy"],
             "wall_seconds": time.time() - started, "epochs": info["hyperparameters"]["epochs_completed"],
+            **({"refit_epochs": refit["epochs"]} if refit else {}),
+            **({"selection_run_test_accuracy": refit["selection_run_test"]["accuracy"]}
+               if "selection_run_test" in refit else {}),
             "parameters": info["num_parameters"], "output_dir": str(output_dir)}
 
 
@@ -152,11 +156,13 @@ def copy_card(result: dict, folder: str | None, name: str) -> None:
 def report(title: str, results: dict, output_root: Path, accuracy_name: str = "test acc") -> None:
     """Print the results table and merge the results into `output_root/summary.json` (earlier runs stay listed)."""
     print(f"\n{title} on {device_description(pick_device())}")
-    print(f"{'model':<26}{accuracy_name:>9}{'macro F1':>10}{'val acc':>9}{'epochs':>8}{'wall s':>9}")
+    # "before refit": the same run's model chosen on validation, tested before the refit replaced it
+    print(f"{'model':<26}{accuracy_name:>9}{'macro F1':>10}{'val acc':>9}{'epochs':>8}{'before refit':>14}"
+          f"{'wall s':>9}")
     for name, r in results.items():
         print(f"{name:<26}{r['test_accuracy']:>9.4f}{r.get('test_macro_f1', float('nan')):>10.4f}"
               f"{r.get('validation_accuracy', float('nan')):>9.4f}{r.get('epochs', float('nan')):>8}"
-              f"{r['wall_seconds']:>9.1f}")
+              f"{r.get('selection_run_test_accuracy', float('nan')):>14.4f}{r['wall_seconds']:>9.1f}")
     output_root.mkdir(parents=True, exist_ok=True)
     summary = output_root / "summary.json"
     earlier = json.loads(summary.read_text()) if summary.is_file() else {}

@@ -35,8 +35,10 @@ LSTM = {"arch": "lstm", "embedding_init": "scratch", "vocab_size": 200, "embeddi
         "num_layers": 1, "max_seq_length": 32}
 TRANSFORMER = {"arch": "transformer", "model_name_or_path": "scratch", "vocab_size": 200, "hidden_size": 32,
                "num_layers": 2, "num_attention_heads": 2, "max_seq_length": 32}
+# tiny runs pin refit off (the LSTM's default is on) so that each model is the one its validation figures measure;
+# tests/training/test_refit.py covers it
 TRAINING = {"num_train_epochs": 10.0, "learning_rate": 1e-2, "per_device_train_batch_size": 16,
-            "early_stopping_patience": 0, "logging_steps": 1000, "disable_tqdm": True}
+            "early_stopping_patience": 0, "logging_steps": 1000, "disable_tqdm": True, "refit": False}
 ARCH_SETTINGS = {"lstm": LSTM, "transformer": {**TRANSFORMER, "learning_rate": 2e-3, "num_train_epochs": 5.0}}
 
 

@@ -32,7 +32,7 @@ def render_classifier_card(directory: Path, info: dict) -> str:
     return common.join_sections(front_matter(info, results), [
         model_details(info), intended_use(info), training_data(info),
         training_procedure(info) + common.picture(directory, *common.CURVES),
-        evaluation(results) + common.picture(directory, *common.CONFUSION),
+        evaluation(results, info.get("refit")) + common.picture(directory, *common.CONFUSION),
         *([precision_section(precision["reports"], precision["device"])] if precision else []),
         limitations(info, results), service_usage(info), common.framework_versions(info)])
 
@@ -146,7 +146,18 @@ def training_procedure(info: dict) -> str:
     return common.training_procedure(info, ": AdamW with weight decay, linear warm-up then decay, evaluation after "
                                            f"every epoch, early stopping on validation {selected_on}, and the best "
                                            "checkpoint kept." + distilled + _adversarial(info)
-                                           + _lm_pretraining(info))
+                                           + _lm_pretraining(info) + _refit(info))
+
+
+def _refit(info: dict) -> str:
+    """" Validation then chose epoch E; the model was trained again ..." for a model refit on its validation rows."""
+    refit = info.get("refit")
+    if not refit:
+        return ""
+    return (f" Validation chose epoch {refit['epochs']:g}; the model was then trained again from the same initial "
+            f"weights on the training and validation rows together ({refit['train_rows']:,} examples), on the same "
+            f"schedule, up to the end of that epoch, and that is the model saved (a refit). The curves and the table "
+            f"below are the selection run's.")
 
 
 def _adversarial(info: dict) -> str:
@@ -179,12 +190,20 @@ def _lm_pretraining(info: dict) -> str:
             f"weights.{layers}")
 
 
-def evaluation(results: dict) -> str:
-    """Per split: the summary metrics, the per-label figures and the confusion matrix."""
+def evaluation(results: dict, refit: dict | None = None) -> str:
+    """Per split: the summary metrics, the per-label figures and the confusion matrix. After a refit the validation
+    figures are the selection run's model's, as the saved one trained on those rows."""
     parts = ["## Evaluation results\n"]
     titles = {"eval": "Validation", "test": "Test"}
     for split, report in results.items():
         parts.append(f"### {titles[split]} ({report['num_samples']:,} examples)\n")
+        if refit and split == "eval":
+            parts.append("Of the selection run's model, before the refit, which then trained on these rows: they "
+                         "chose the epoch, and do not measure the saved model.\n")
+        if refit and split == "test" and refit.get("selection_run_test"):
+            before = refit["selection_run_test"]
+            parts.append(f"Of the saved (refit) model. The selection run's model scored {before['accuracy']:.4f} "
+                         f"accuracy and {before['macro_f1']:.4f} macro F1 on the same rows.\n")
         summary = [[title, f"{report[key]:.4f}"] for key, title in METRIC_NAMES.items()]
         parts.append(common.table(["metric", "value"], [*summary, ["Loss", f"{report['loss']:.4f}"]]) + "\n")
         parts.append(common.table(["label", "precision", "recall", "F1", "support"], [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from textsvc.config.training import (
     TrainingConfig,
     default_learning_rate,
     default_num_train_epochs,
+    default_refit,
 )
 from textsvc.modeldir import read_json
 from textsvc.models.lstm import LSTMConfig, LSTMForSequenceClassification
@@ -56,6 +58,14 @@ from textsvc.training.embedding_init import (
 )
 from textsvc.training.lm_pretraining import lm_pretraining
 from textsvc.training.metrics import classification_report, mean_cross_entropy, scalar_metrics
+from textsvc.training.refit import (
+    StopAtEpoch,
+    best_epoch,
+    has_initial_weights,
+    load_initial_weights,
+    refit_arguments,
+    save_initial_weights,
+)
 
 
 def training_arguments(train: TrainingConfig, model: ClassifierModelConfig, run_dir: Path) -> TrainingArguments:
@@ -157,6 +167,9 @@ def train_classifier(data: DataConfig, model: ClassifierModelConfig, train: Trai
     require(model.arch == "lstm" or not train.lm_pretrain_epochs, "lm_pretrain_epochs",
             "applies to --arch lstm only (a transformer brings its own pre-training)")
     run_dir, last_checkpoint = start_run(train)
+    refit = train.refit if train.refit is not None else default_refit(model.arch)
+    require(not (refit and last_checkpoint) or has_initial_weights(run_dir), "refit",
+            "the interrupted run started without refitting (no initial weights were kept); resume it with --no-refit")
     splits = load_labelled_splits(data)
     args = training_arguments(train, model, run_dir)
     tokenizer = prepare_tokenizer(model, splits, run_dir, args)
@@ -170,42 +183,79 @@ def train_classifier(data: DataConfig, model: ClassifierModelConfig, train: Trai
 
     tokenized = splits.splits.map(tokenize, batched=True, remove_columns=["text"], desc="tokenizing")
     lm_record = lm_pretraining(classifier, tokenized, tokenizer, train, run_dir, resuming=bool(last_checkpoint))
-    trainer = make_trainer(classifier, args, tokenizer, tokenized, splits, train, callbacks)
+    if refit and not last_checkpoint:
+        save_initial_weights(classifier, run_dir, args)
+    train_rows = (distillation_rows(tokenized["train"], splits.splits["train"]["text"], splits, train, tokenizer,
+                                    classifier.config) if train.teacher_model_dir else tokenized["train"])
+    trainer = make_trainer(classifier, args, tokenizer, train_rows, tokenized["validation"], splits, train,
+                           [*early_stopping(train), *callbacks])
     train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
     results = {"eval": evaluate_split(trainer, tokenized["validation"], splits.label_names)}
+    final, refit_record = trainer, None  # the trainer whose model is saved and tested
+    if refit and (epochs := best_epoch(trainer.state)) is not None:
+        final = refit_on_validation(model, tokenizer, splits, tokenized, train_rows, args, train, run_dir, epochs,
+                                    callbacks)
+        refit_record = {"epochs": epochs, "epochs_completed": round(final.state.epoch or 0, 2),
+                        "train_rows": len(final.train_dataset),
+                        "train_loss": final.state.log_history[-1].get("train_loss")}
+        if "test" in tokenized:  # what the refit changed, in the same run; the refit model is kept whatever it scores
+            selection_test = evaluate_split(trainer, tokenized["test"], splits.label_names)
+            refit_record["selection_run_test"] = {key: selection_test[key] for key in ("accuracy", "macro_f1")}
     if "test" in tokenized:
-        results["test"] = evaluate_split(trainer, tokenized["test"], splits.label_names)
+        results["test"] = evaluate_split(final, tokenized["test"], splits.label_names)
 
-    def write(staging: Path) -> None:
+    def write(staging: Path) -> None:  # the selection run's record and curves, the final model
         info = training_info(data, model, train, splits, trainer, train_result.metrics, time.time() - started)
-        info["lm_pretraining"] = lm_record
-        save_model_files(staging, trainer, info, {f"{split}_results.json": report for split, report in results.items()})
+        info["lm_pretraining"], info["refit"] = lm_record, refit_record
+        save_model_files(staging, trainer, info, {f"{split}_results.json": report for split, report in results.items()},
+                         model=final.model)
 
     return publish(trainer, train, run_dir, write)
 
 
+def early_stopping(train: TrainingConfig) -> list[TrainerCallback]:
+    return [EarlyStoppingCallback(train.early_stopping_patience)] if train.early_stopping_patience else []
+
+
 def make_trainer(model: transformers.PreTrainedModel, args: TrainingArguments, tokenizer: PreTrainedTokenizerBase,
-                 tokenized, splits: LabelledSplits, train: TrainingConfig,
+                 train_rows, validation_rows, splits: LabelledSplits, train: TrainingConfig,
                  callbacks: Sequence[TrainerCallback]) -> Trainer:
-    """An `AdversarialTrainer` (a plain `Trainer` when `adversarial_epsilon` is 0), or a `DistillationTrainer` whose
-    training rows carry the teacher's logits."""
-    early_stopping = [EarlyStoppingCallback(train.early_stopping_patience)] if train.early_stopping_patience else []
-    common = dict(model=model, args=args, train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
+    """An `AdversarialTrainer` (a plain `Trainer` when `adversarial_epsilon` is 0), or a `DistillationTrainer` when
+    the training rows carry the teacher's logits."""
+    common = dict(model=model, args=args, train_dataset=train_rows, eval_dataset=validation_rows,
                   processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
                   compute_metrics=compute_epoch_metrics(len(splits.label_names)),
-                  callbacks=[*early_stopping, *callbacks], adversarial_epsilon=train.adversarial_epsilon)
+                  callbacks=list(callbacks), adversarial_epsilon=train.adversarial_epsilon)
     if not train.teacher_model_dir:
         return AdversarialTrainer(**common)
-    common["train_dataset"] = distillation_rows(tokenized["train"], splits, train, tokenizer, model.config)
     return DistillationTrainer(**common, alpha=train.distillation_alpha, temperature=train.distillation_temperature)
 
 
-def distillation_rows(tokenized_train, splits: LabelledSplits, train: TrainingConfig,
+def refit_on_validation(model: ClassifierModelConfig, tokenizer: PreTrainedTokenizerBase, splits: LabelledSplits,
+                        tokenized, train_rows, args: TrainingArguments, train: TrainingConfig, run_dir: Path,
+                        epochs: float, callbacks: Sequence[TrainerCallback]) -> Trainer:
+    """Train again from the selection run's initial weights on its training rows plus the validation rows, on the
+    same schedule, up to the end of the epoch validation chose (see `textsvc.training.refit`)."""
+    validation_rows = tokenized["validation"]
+    if train.teacher_model_dir:  # the validation rows learn from the teachers too, as the training rows did
+        validation_rows = distillation_rows(validation_rows, splits.splits["validation"]["text"], splits,
+                                            dataclasses.replace(train, transfer_file=None), tokenizer, None)
+    classifier = build_classifier(model, tokenizer, splits.label_names)
+    classifier.accepts_loss_kwargs = False
+    load_initial_weights(classifier, run_dir)
+    rows = datasets.concatenate_datasets([train_rows, validation_rows.cast(train_rows.features)])
+    trainer = make_trainer(classifier, refit_arguments(args, run_dir), tokenizer, rows, None, splits, train,
+                           [StopAtEpoch(epochs), *callbacks])
+    trainer.train()
+    return trainer
+
+
+def distillation_rows(tokenized_rows, texts: Sequence[str], splits: LabelledSplits, train: TrainingConfig,
                       tokenizer: PreTrainedTokenizerBase, model_config):
-    """Training rows with the teachers' log-probabilities; transfer texts join them, labelled with their choice."""
-    texts = splits.splits["train"]["text"]
+    """Tokenized rows of `texts` with the teachers' log-probabilities; transfer texts join them, labelled with their
+    choice."""
     logits = teacher_logits(train.teacher_model_dir, texts, splits.label_names)
-    rows = tokenized_train.add_column(TEACHER_COLUMN, logits)
+    rows = tokenized_rows.add_column(TEACHER_COLUMN, logits)
     if not train.transfer_file:
         return rows
     transfer_texts = load_texts(train.transfer_file)

@@ -103,10 +103,11 @@ def publish(trainer: Trainer, train: OptimisationConfig, run_dir: Path, write: C
     return Path(train.output_dir)
 
 
-def save_model_files(directory: Path, trainer: Trainer, info: dict, results: dict[str, dict]) -> None:
-    """Everything a model directory holds: weights, tokenizer, result files by name, training record, its pictures
-    (training curves; a classifier's confusion matrix), card."""
-    trainer.model.save_pretrained(directory)
+def save_model_files(directory: Path, trainer: Trainer, info: dict, results: dict[str, dict],
+                     model: transformers.PreTrainedModel | None = None) -> None:
+    """Everything a model directory holds: weights (`model`'s where given, else the trainer's), tokenizer, result
+    files by name, training record, its pictures (training curves; a classifier's confusion matrix), card."""
+    (model or trainer.model).save_pretrained(directory)
     trainer.processing_class.save_pretrained(directory)
     for name, content in results.items():
         write_json(directory / name, content)
