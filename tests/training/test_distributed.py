@@ -43,6 +43,21 @@ def test_torchrun_two_processes_on_cpu(tmp_path, data_dir, capsys):
 
 
 @pytest.mark.slow
+def test_torchrun_refit_trains_both_ranks_from_the_kept_initial_weights(tmp_path, data_dir):
+    output_dir = tmp_path / "ddp-refit"
+    settings = {**TRAINING, **LSTM, "num_train_epochs": 3.0, "refit": True}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "textsvc.cli", "train-classifier", "--train_file", str(data_dir / "train.csv"),
+               "--validation_file", str(data_dir / "dev.csv"), "--output_dir", str(output_dir), *as_flags(settings)]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = json.loads((output_dir / "training_info.json").read_text())
+    assert info["hyperparameters"]["world_size"] == 2
+    assert info["refit"]["train_rows"] == 120 + 40 and info["refit"]["epochs_completed"] == info["refit"]["epochs"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ddp-refit"]  # initial weights gone with the rest
+
+
+@pytest.mark.slow
 def test_torchrun_generator_records_the_saved_models_validation_loss(tmp_path, corpus_file):
     output_dir = tmp_path / "ddp-lm"
     # evaluation in batches of 8 blocks over 2 processes: accelerate repeats blocks to fill the last batches
