@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -185,8 +184,8 @@ def train_classifier(data: DataConfig, model: ClassifierModelConfig, train: Trai
     lm_record = lm_pretraining(classifier, tokenized, tokenizer, train, run_dir, resuming=bool(last_checkpoint))
     if refit and not last_checkpoint:
         save_initial_weights(classifier, run_dir, args)
-    train_rows = (distillation_rows(tokenized["train"], splits.splits["train"]["text"], splits, train, tokenizer,
-                                    classifier.config) if train.teacher_model_dir else tokenized["train"])
+    train_rows = (distillation_rows(tokenized["train"], splits, train, tokenizer, classifier.config)
+                  if train.teacher_model_dir else tokenized["train"])
     trainer = make_trainer(classifier, args, tokenizer, train_rows, tokenized["validation"], splits, train,
                            [*early_stopping(train), *callbacks])
     train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
@@ -238,8 +237,8 @@ def refit_on_validation(model: ClassifierModelConfig, tokenizer: PreTrainedToken
     same schedule, up to the end of the epoch validation chose (see `textsvc.training.refit`)."""
     validation_rows = tokenized["validation"]
     if train.teacher_model_dir:  # the validation rows learn from the teachers too, as the training rows did
-        validation_rows = distillation_rows(validation_rows, splits.splits["validation"]["text"], splits,
-                                            dataclasses.replace(train, transfer_file=None), tokenizer, None)
+        validation_rows = with_teacher_logits(validation_rows, splits.splits["validation"]["text"], train,
+                                              splits.label_names)
     classifier = build_classifier(model, tokenizer, splits.label_names)
     classifier.accepts_loss_kwargs = False
     load_initial_weights(classifier, run_dir)
@@ -250,12 +249,15 @@ def refit_on_validation(model: ClassifierModelConfig, tokenizer: PreTrainedToken
     return trainer
 
 
-def distillation_rows(tokenized_rows, texts: Sequence[str], splits: LabelledSplits, train: TrainingConfig,
+def with_teacher_logits(tokenized_rows, texts: Sequence[str], train: TrainingConfig, label_names: Sequence[str]):
+    """Tokenized rows of `texts` with the teachers' log-probabilities."""
+    return tokenized_rows.add_column(TEACHER_COLUMN, teacher_logits(train.teacher_model_dir, texts, label_names))
+
+
+def distillation_rows(tokenized_train, splits: LabelledSplits, train: TrainingConfig,
                       tokenizer: PreTrainedTokenizerBase, model_config):
-    """Tokenized rows of `texts` with the teachers' log-probabilities; transfer texts join them, labelled with their
-    choice."""
-    logits = teacher_logits(train.teacher_model_dir, texts, splits.label_names)
-    rows = tokenized_rows.add_column(TEACHER_COLUMN, logits)
+    """Training rows with the teachers' log-probabilities; transfer texts join them, labelled with their choice."""
+    rows = with_teacher_logits(tokenized_train, splits.splits["train"]["text"], train, splits.label_names)
     if not train.transfer_file:
         return rows
     transfer_texts = load_texts(train.transfer_file)
