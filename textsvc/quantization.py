@@ -5,7 +5,10 @@ to read the weights from memory; smaller weights are faster ones. torch has pack
 bfloat16 activations: `_weight_int8pack_mm` (int8, one scale per output channel, symmetric, as torchao's int8
 weight-only and gpt-fast) and `_weight_int4pack_mm_for_cpu` (4-bit values in blocks of 32 inputs, each block with
 its own scale and zero: llama.cpp's Q4_1 layout). Activations are rounded to bfloat16 for them on every CPU: the
-kernels convert internally and need no bf16 instructions.
+kernels convert internally and need no bf16 instructions. On CPUs whose best instructions are AVX2, that int4 kernel
+is bound by converting the weights to float; there int4 layers run textsvc's own kernel (`int4_kernel`: the
+activations rounded to 8 bits per block of 32 and multiplied with integer instructions, as llama.cpp does), for
+products of every size.
 
 The kernels' time grows with the rows, so larger products (prefills, large decoding batches) run otherwise. Where the
 CPU multiplies int8 by int8 in hardware (AVX-512 VNNI, AVX-VNNI, AMX), as W8A8 (`torch._int_mm`): each activation
@@ -33,14 +36,18 @@ block's scale and zero.
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from textsvc import int4_kernel
 from textsvc.devices import cpu_has_native_bf16
 
 GROUP_SIZE = 32  # int4: inputs per block with their own scale and zero (llama.cpp's Q4_0/Q4_1 blocks hold 32)
-INT4_OUTPUT_MULTIPLE = 16  # the int4 kernel's packing takes outputs in tiles of 16
+INT4_OUTPUT_MULTIPLE = 16  # the int4 kernels' packing takes outputs in tiles of 16 (torch's) or 8 (textsvc's)
+ALL_ROWS = sys.maxsize  # packed_rows of a layer whose packed kernel takes products of any size
 
 
 SMOOTHING_ALPHA = 0.5  # SmoothQuant's migration strength: the outliers' range split evenly between activations and weights
@@ -78,8 +85,9 @@ def packed_kernel_rows(int8_activations: bool = False) -> int:
 
 
 def packed_rows_of(model: nn.Module) -> int:
-    """Up to how many rows `model`'s quantized layers take their packed kernels (`packed_kernel_rows()` if none)."""
-    return max((module.packed_rows for module in model.modules() if isinstance(module, WeightOnlyLinear)),
+    """Up to how many rows all of `model`'s quantized layers take their packed kernels, so that one row more sends
+    some layer down another path (`packed_kernel_rows()` if it has none)."""
+    return min((module.packed_rows for module in model.modules() if isinstance(module, WeightOnlyLinear)),
                default=packed_kernel_rows())
 
 
@@ -106,7 +114,9 @@ class WeightOnlyLinear(nn.Module):
         self.int8_activations = int8_products() if int8_activations is None else int8_activations
         self.packed_rows = packed_kernel_rows(self.int8_activations) if packed_rows is None else packed_rows
         self.bias = linear.bias
-        if self.int8_activations:
+        if self.packed_rows == ALL_ROWS:
+            pass  # the packed kernel takes every product: no other form of the weights is kept
+        elif self.int8_activations:
             self._hold_int8_product(dequantized.float(), input_maxima)
         else:
             self.dequantized = nn.Buffer(dequantized.to(linear.weight.dtype))
@@ -127,7 +137,7 @@ class WeightOnlyLinear(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         rows = hidden.reshape(-1, self.in_features)  # (N, in)
         if rows.shape[0] <= self.packed_rows:
-            output = self._packed(rows.to(torch.bfloat16).contiguous()).to(hidden.dtype)
+            output = self._packed(rows).to(hidden.dtype)
         elif self.int8_activations:
             output = self._int8_product(rows).to(hidden.dtype)
         else:
@@ -168,11 +178,16 @@ class Int8WeightOnlyLinear(WeightOnlyLinear):
         self.scales = nn.Buffer(scales.to(torch.bfloat16))
 
     def _packed(self, rows: torch.Tensor) -> torch.Tensor:
-        return torch._weight_int8pack_mm(rows, self.weight_int8, self.scales)
+        return torch._weight_int8pack_mm(rows.to(torch.bfloat16).contiguous(), self.weight_int8, self.scales)
 
 
 class Int4WeightOnlyLinear(WeightOnlyLinear):
-    """4-bit values q in blocks of `GROUP_SIZE` inputs: weight = q * scale + minimum per block (min-max rounding)."""
+    """4-bit values q in blocks of `GROUP_SIZE` inputs: weight = q * scale + minimum per block (min-max rounding, the
+    scale and minimum in float16 as Q4_1 stores them). On AVX2-only CPUs, unless W8A8 is asked for, the packed
+    product is textsvc's own kernel (`int4_kernel`: activations rounded to 8 bits per block), and it takes products
+    of every size: it beats float32 matmuls over the dequantized weights at every size measured (SmolLM2's 30 layers
+    on the 2-core AVX2 EPYC: 8 rows 9-10 ms against 47-49, 32 rows 30-35 against 76-77, 320 rows 308-328 against
+    479-508), so no dequantized copy is kept. Elsewhere it is torch's kernel."""
 
     kind = "int4"
 
@@ -181,19 +196,32 @@ class Int4WeightOnlyLinear(WeightOnlyLinear):
         out_features, in_features = linear.weight.shape
         blocks = linear.weight.detach().float().reshape(out_features, in_features // GROUP_SIZE, GROUP_SIZE)
         low, high = blocks.amin(dim=-1, keepdim=True), blocks.amax(dim=-1, keepdim=True)
-        scales = ((high - low) / 15).clamp(min=torch.finfo(torch.float32).tiny)  # (out, blocks, 1)
-        values = torch.round((blocks - low) / scales).clamp(0, 15)
-        super().__init__(linear, (values * scales + low).reshape(out_features, in_features), tied, packed_rows,
-                         int8_activations, input_maxima)
-        # the kernel computes (q - 8) * scale + zero, with scales and zeros as (blocks, out, 2)
-        zeros = low + 8 * scales
-        self.scales_and_zeros = nn.Buffer(torch.cat([scales, zeros], dim=-1).transpose(0, 1).to(torch.bfloat16)
-                                          .contiguous())
+        scales = ((high - low) / 15).half()  # (out, blocks, 1)
+        low = low.half()
+        values = torch.round((blocks - low.float()) / scales.float().clamp(min=torch.finfo(torch.float32).tiny))
+        values = values.clamp(0, 15)
+        # plain value: compiled graphs guard on it rather than read it
+        self.own_kernel = int8_activations is not True and int4_kernel.kernel_available()
+        if packed_rows is None and self.own_kernel:
+            packed_rows = ALL_ROWS
+        super().__init__(linear, (values * scales.float() + low.float()).reshape(out_features, in_features), tied,
+                         packed_rows, int8_activations, input_maxima)
+        if self.own_kernel:
+            self.weight_blocks = nn.Buffer(int4_kernel.pack_blocks(
+                values.reshape(out_features, in_features), scales.squeeze(-1), low.squeeze(-1)))
+            return
+        # torch's kernel computes (q - 8) * scale + zero, with scales and zeros as (blocks, out, 2)
+        zeros = low.float() + 8 * scales.float()
+        self.scales_and_zeros = nn.Buffer(torch.cat([scales.float(), zeros], dim=-1).transpose(0, 1)
+                                          .to(torch.bfloat16).contiguous())
         self.weight_int4 = nn.Buffer(torch._convert_weight_to_int4pack_for_cpu(
             values.reshape(out_features, in_features).to(torch.int32), 1))
 
     def _packed(self, rows: torch.Tensor) -> torch.Tensor:
-        return torch._weight_int4pack_mm_for_cpu(rows, self.weight_int4, GROUP_SIZE, self.scales_and_zeros)
+        if self.own_kernel:
+            return int4_kernel.int4_product(rows.float(), self.weight_blocks)
+        return torch._weight_int4pack_mm_for_cpu(rows.to(torch.bfloat16).contiguous(), self.weight_int4, GROUP_SIZE,
+                                                 self.scales_and_zeros)
 
 
 def quantize_weight_only(model: nn.Module, kind: str, calibration_ids: torch.Tensor | None = None) -> int:
