@@ -39,15 +39,15 @@ setup:
 	    echo "setup: no jemalloc; textsvc serve will use the C library's malloc (install: sudo apt-get install libjemalloc2)"; \
 	  fi; \
 	fi
-	# int4 on AVX2-only CPUs compiles textsvc's kernel at first use (textsvc/int4_kernel.py) with a C++ compiler and
-	# ninja; without them torch's int4 kernel runs, and on such CPUs tests/test_int4_kernel.py fails
+	# --quantize on AVX2-only CPUs compiles textsvc's kernels at first use (textsvc/avx2_kernels.py) with a C++
+	# compiler and ninja; without them torch's kernels run, and on such CPUs tests/test_avx2_kernels.py fails
 	@if ! command -v g++ >/dev/null || ! command -v ninja >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ ninja-build >/dev/null 2>&1 \
 	      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ ninja-build; }; } \
-	      || echo "setup: installing g++ and ninja failed; int4 will use torch's kernel"; \
+	      || echo "setup: installing g++ and ninja failed; --quantize will use torch's kernels"; \
 	  else \
-	    echo "setup: no g++ or ninja; int4 will use torch's kernel (install: sudo apt-get install g++ ninja-build)"; \
+	    echo "setup: no g++ or ninja; --quantize will use torch's kernels (install: sudo apt-get install g++ ninja-build)"; \
 	  fi; \
 	fi
 

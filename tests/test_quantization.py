@@ -107,7 +107,9 @@ def test_quantized_generator_keeps_its_size_and_predictions(models_dir, kind):
     plain = load_generator(models_dir / "tiny-gpt", "cpu")
     quantized = load_generator(models_dir / "tiny-gpt", "cpu", quantize=kind, int8_activations=True)
     eager = load_generator(models_dir / "tiny-gpt", "cpu", quantize=kind)  # for eager steps: no W8A8
-    assert hasattr(eager.model.get_output_embeddings(), "dequantized")
+    eager_head = eager.model.get_output_embeddings()
+    assert not hasattr(eager_head, "inverse_smoothing")
+    assert hasattr(eager_head, "dequantized") != eager_head.own_kernel  # textsvc's AVX2 kernels take every row
     linears = sum(isinstance(module, (nn.Linear, Conv1D)) for module in plain.model.modules())
     assert linears > 1 and not any(isinstance(module, (nn.Linear, Conv1D)) for module in quantized.model.modules())
     assert quantization_of(quantized.model) == kind and quantization_of(plain.model) == "none"
@@ -116,8 +118,8 @@ def test_quantized_generator_keeps_its_size_and_predictions(models_dir, kind):
     head = quantized.model.get_output_embeddings()
     if int8_products():  # calibrated where the CPU runs W8A8: the output projection's smoothing is not all ones
         assert (head.inverse_smoothing != 1).any()
-    else:  # elsewhere (AVX2 alone) larger products stay matmuls over the dequantized weights
-        assert hasattr(head, "dequantized") and not hasattr(head, "inverse_smoothing")
+    else:  # elsewhere (AVX2 alone) every product runs in textsvc's kernels, or larger ones as float matmuls
+        assert not hasattr(head, "inverse_smoothing") and hasattr(head, "dequantized") != head.own_kernel
     ids = torch.tensor([[3, 14, 15, 9, 26, 5]])
     before, after = plain.model(input_ids=ids).logits, quantized.model(input_ids=ids).logits
     assert (after - before).norm() / before.norm() < (0.05 if kind == "int8" else 0.25)
@@ -142,7 +144,8 @@ def test_engine_serves_an_int8_generator(models_dir):
     assert described["tiny-lstm-lm"]["quantization"] == "int8"  # its output projection
     assert described["sentiment-bert"]["quantization"] == "none"  # --quantize is the generators' setting
     # no --compile_decoding: eager steps, so no W8A8 (it pays only in compiled steps)
-    assert hasattr(engine.models["tiny-gpt"].worker.model.get_output_embeddings(), "dequantized")
+    head = engine.models["tiny-gpt"].worker.model.get_output_embeddings()
+    assert hasattr(head, "dequantized") != head.own_kernel and not hasattr(head, "inverse_smoothing")
     events = list(engine.models["tiny-gpt"].worker.submit("the cat", SamplingConfig(max_new_tokens=6, temperature=0)))
     assert 1 <= len(events) <= 6 and events[-1].last
     engine.close()

@@ -6,9 +6,9 @@ bfloat16 activations: `_weight_int8pack_mm` (int8, one scale per output channel,
 weight-only and gpt-fast) and `_weight_int4pack_mm_for_cpu` (4-bit values in blocks of 32 inputs, each block with
 its own scale and zero: llama.cpp's Q4_1 layout). Activations are rounded to bfloat16 for them on every CPU: the
 kernels convert internally and need no bf16 instructions. On CPUs whose best instructions are AVX2, that int4 kernel
-is bound by converting the weights to float; there int4 layers run textsvc's own kernel (`int4_kernel`: the
-activations rounded to 8 bits per block of 32 and multiplied with integer instructions, as llama.cpp does), for
-products of every size.
+is bound by converting the weights to float (and so is the int8 one); there the layers run textsvc's own kernels
+(`avx2_kernels`: the activations rounded to 8 bits per block of 32 and multiplied with integer instructions, as
+llama.cpp does), for products of every size.
 
 The kernels' time grows with the rows, so larger products (prefills, large decoding batches) run otherwise. Where the
 CPU multiplies int8 by int8 in hardware (AVX-512 VNNI, AVX-VNNI, AMX), as W8A8 (`torch._int_mm`): each activation
@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from textsvc import int4_kernel
+from textsvc import avx2_kernels
 from textsvc.devices import cpu_has_native_bf16
 
 GROUP_SIZE = 32  # int4: inputs per block with their own scale and zero (llama.cpp's Q4_0/Q4_1 blocks hold 32)
@@ -112,7 +112,11 @@ class WeightOnlyLinear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         # plain values: compiled graphs guard on them rather than read them
         self.int8_activations = int8_products() if int8_activations is None else int8_activations
-        self.packed_rows = packed_kernel_rows(self.int8_activations) if packed_rows is None else packed_rows
+        # textsvc's AVX2 kernels (`avx2_kernels`) beat float32 matmuls at every size measured, so they take all rows
+        self.own_kernel = (not self.int8_activations and avx2_kernels.fits(self.out_features, self.in_features)
+                           and avx2_kernels.kernels_available())
+        default_rows = ALL_ROWS if self.own_kernel else packed_kernel_rows(self.int8_activations)
+        self.packed_rows = default_rows if packed_rows is None else packed_rows
         self.bias = linear.bias
         if self.packed_rows == ALL_ROWS:
             pass  # the packed kernel takes every product: no other form of the weights is kept
@@ -166,7 +170,11 @@ class WeightOnlyLinear(nn.Module):
 
 
 class Int8WeightOnlyLinear(WeightOnlyLinear):
-    """(out, in) int8 values times one scale per output channel."""
+    """(out, in) int8 values times one scale per output channel. On AVX2-only CPUs, unless W8A8 is asked for, the
+    packed product is textsvc's own kernel, activations rounded to 8 bits per block (`avx2_kernels`), for products of
+    every size. SmolLM2's output projection (49,152 x 576) on the 2-core AVX2 EPYC, its weights in cache: 1 row
+    0.91 ms against 2.68 for torch's kernel (8.04 for a float32 matmul), 16 rows 4.46 against 15.36 (20.95), 320 rows
+    114 against 295 (147), so no dequantized copy is kept. Elsewhere it is torch's kernel."""
 
     kind = "int8"
 
@@ -174,20 +182,27 @@ class Int8WeightOnlyLinear(WeightOnlyLinear):
                  int8_activations: bool | None = None, input_maxima: torch.Tensor | None = None):
         values, scales = per_channel_int8(linear.weight.detach().float())
         super().__init__(linear, values * scales[:, None], tied, packed_rows, int8_activations, input_maxima)
+        if self.own_kernel:
+            self.weight_tiles = nn.Buffer(avx2_kernels.pack_int8(values))
+            self.row_scales = nn.Buffer(scales.float().contiguous())
+            return
         self.weight_int8 = nn.Buffer(values.to(torch.int8))
         self.scales = nn.Buffer(scales.to(torch.bfloat16))
 
     def _packed(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.own_kernel:
+            return avx2_kernels.int8_product(rows.float(), self.weight_tiles, self.row_scales)
         return torch._weight_int8pack_mm(rows.to(torch.bfloat16).contiguous(), self.weight_int8, self.scales)
 
 
 class Int4WeightOnlyLinear(WeightOnlyLinear):
     """4-bit values q in blocks of `GROUP_SIZE` inputs: weight = q * scale + minimum per block (min-max rounding, the
     scale and minimum in float16 as Q4_1 stores them). On AVX2-only CPUs, unless W8A8 is asked for, the packed
-    product is textsvc's own kernel (`int4_kernel`: activations rounded to 8 bits per block), and it takes products
-    of every size: it beats float32 matmuls over the dequantized weights at every size measured (SmolLM2's 30 layers
-    on the 2-core AVX2 EPYC: 8 rows 9-10 ms against 47-49, 32 rows 30-35 against 76-77, 320 rows 308-328 against
-    479-508), so no dequantized copy is kept. Elsewhere it is torch's kernel."""
+    product is textsvc's own kernel, activations rounded to 8 bits per block (`avx2_kernels`), for products of every
+    size. SmolLM2's 30 layers of int4 products on the 2-core AVX2 EPYC: 1 row 5.4-8.3 ms against 9.3-11 for torch's
+    kernel, 16 rows 24-28 against 45-65; against float32 matmuls over the dequantized weights 8 rows 9-10 ms against
+    47-49, 32 rows 30-35 against 76-77, 320 rows 308-328 against 479-508, so no dequantized copy is kept. Elsewhere it
+    is torch's kernel."""
 
     kind = "int4"
 
@@ -200,14 +215,10 @@ class Int4WeightOnlyLinear(WeightOnlyLinear):
         low = low.half()
         values = torch.round((blocks - low.float()) / scales.float().clamp(min=torch.finfo(torch.float32).tiny))
         values = values.clamp(0, 15)
-        # plain value: compiled graphs guard on it rather than read it
-        self.own_kernel = int8_activations is not True and int4_kernel.kernel_available()
-        if packed_rows is None and self.own_kernel:
-            packed_rows = ALL_ROWS
         super().__init__(linear, (values * scales.float() + low.float()).reshape(out_features, in_features), tied,
                          packed_rows, int8_activations, input_maxima)
         if self.own_kernel:
-            self.weight_blocks = nn.Buffer(int4_kernel.pack_blocks(
+            self.weight_blocks = nn.Buffer(avx2_kernels.pack_int4(
                 values.reshape(out_features, in_features), scales.squeeze(-1), low.squeeze(-1)))
             return
         # torch's kernel computes (q - 8) * scale + zero, with scales and zeros as (blocks, out, 2)
@@ -219,7 +230,7 @@ class Int4WeightOnlyLinear(WeightOnlyLinear):
 
     def _packed(self, rows: torch.Tensor) -> torch.Tensor:
         if self.own_kernel:
-            return int4_kernel.int4_product(rows.float(), self.weight_blocks)
+            return avx2_kernels.int4_product(rows.float(), self.weight_blocks)
         return torch._weight_int4pack_mm_for_cpu(rows.to(torch.bfloat16).contiguous(), self.weight_int4, GROUP_SIZE,
                                                  self.scales_and_zeros)
 

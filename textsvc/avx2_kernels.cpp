@@ -1,11 +1,14 @@
-// 4-bit weights times activations rounded to 8 bits, with AVX2 integer instructions: the product that decodes a
-// few sequences on CPUs without bf16 or int8-product instructions (textsvc/int4_kernel.py says why it is written
-// here). Built at run time by torch.utils.cpp_extension; registers textsvc::int4_product.
+// 4-bit and 8-bit weights times activations rounded to 8 bits, with AVX2 integer instructions: the products that
+// run a generator's quantized layers on CPUs without bf16 or int8-product instructions (textsvc/avx2_kernels.py says
+// why they are written here). Built at run time by torch.utils.cpp_extension; registers textsvc::int4_product and
+// textsvc::int8_product.
 //
-// Weights, per tile of 8 output rows and block of 32 inputs, 160 bytes (int4_kernel.pack_blocks):
+// int4 weights, per tile of 8 output rows and block of 32 inputs, 160 bytes (avx2_kernels.pack_int4):
 //   128 bytes of values q in 0..15: chunk c (0..3) of 32 bytes, byte 4k + i holding row k's inputs 4c + i (low
 //   nibble) and 4c + 16 + i (high nibble); then the 8 rows' scales and the 8 rows' minima as float16.
 //   weight = q * scale + minimum (llama.cpp's Q4_1 grid).
+// int8 weights, per tile and block, 256 bytes (avx2_kernels.pack_int8): chunk c (0..7), byte 4k + i holding row k's
+//   input 4c + i; one float32 scale per output row.
 // Activations: each row's block of 32 rounded to int8 over its own largest magnitude (llama.cpp's Q8 rounding),
 // so a row's result never depends on the rows beside it.
 #include <ATen/ATen.h>
@@ -117,9 +120,54 @@ void tile_rows_product(const uint8_t* tile, int64_t n, const int8_t* values, con
   }
 }
 
+// int8 weights (one scale per output row, applied by the caller): one tile of 8 output rows times T activation rows.
+// Per block 8 chunks of 32 bytes; chunk c byte 4k + i holds row k's input 4c + i. vpmaddubsw multiplies unsigned by
+// signed bytes, so each weight's sign moves onto the activation (|w| times a * sign(w)); pairs stay below 2 x 127 x
+// 127 = 32,258, within int16, but two chunks would not, so each chunk is widened to int32 at once
+template <int T>
+void int8_tile_product(const int8_t* tile, const int8_t* values, const float* steps, int64_t in, float* out,
+                       int64_t out_stride) {
+  const int64_t blocks = in / BLOCK;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 total[T];
+  for (int t = 0; t < T; ++t) total[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    __m256i dot[T];
+    for (int t = 0; t < T; ++t) dot[t] = _mm256_setzero_si256();
+    for (int c = 0; c < 8; ++c) {
+      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + (b * 8 + c) * 32));
+      const __m256i magnitude = _mm256_sign_epi8(w, w);
+      for (int t = 0; t < T; ++t) {
+        const __m256i a = _mm256_sign_epi8(broadcast_four(values + t * in + b * BLOCK + 4 * c), w);
+        dot[t] = _mm256_add_epi32(dot[t], _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, a), ones));
+      }
+    }
+    for (int t = 0; t < T; ++t)
+      total[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[t]), _mm256_set1_ps(steps[t * blocks + b]), total[t]);
+  }
+  for (int t = 0; t < T; ++t) _mm256_storeu_ps(out + t * out_stride, total[t]);
+}
+
+void int8_tile_rows_product(const int8_t* tile, int64_t n, const int8_t* values, const float* steps, int64_t in,
+                            float* out, int64_t out_stride) {
+  const int64_t blocks = in / BLOCK;
+  int64_t row = 0;
+  for (; row + 4 <= n; row += 4)
+    int8_tile_product<4>(tile, values + row * in, steps + row * blocks, in, out + row * out_stride, out_stride);
+  const int8_t* v = values + row * in;
+  const float* s = steps + row * blocks;
+  float* o = out + row * out_stride;
+  switch (n - row) {
+    case 3: int8_tile_product<3>(tile, v, s, in, o, out_stride); break;
+    case 2: int8_tile_product<2>(tile, v, s, in, o, out_stride); break;
+    case 1: int8_tile_product<1>(tile, v, s, in, o, out_stride); break;
+    default: break;
+  }
+}
+
 }  // namespace
 
-// rows (N, in) float32 times the weights of int4_kernel.pack_blocks, (out / 8, in / 32, 160) uint8: (N, out) float32
+// rows (N, in) float32 times the weights of avx2_kernels.pack_int4, (out / 8, in / 32, 160) uint8: (N, out) float32
 at::Tensor int4_product(const at::Tensor& rows, const at::Tensor& weights) {
   TORCH_CHECK(rows.dim() == 2 && rows.scalar_type() == at::kFloat, "int4_product: rows must be (N, in) float32");
   TORCH_CHECK(weights.dim() == 3 && weights.scalar_type() == at::kByte && weights.size(2) == BLOCK_BYTES &&
@@ -144,6 +192,44 @@ at::Tensor int4_product(const at::Tensor& rows, const at::Tensor& weights) {
   return result;
 }
 
-TORCH_LIBRARY(textsvc, m) { m.def("int4_product(Tensor rows, Tensor weights) -> Tensor"); }
+// rows (N, in) float32 times the weights of avx2_kernels.pack_int8, (out / 8, in / 32, 256) int8, each output
+// row then scaled by `scales` (out,) float32: (N, out) float32
+at::Tensor int8_product(const at::Tensor& rows, const at::Tensor& weights, const at::Tensor& scales) {
+  TORCH_CHECK(rows.dim() == 2 && rows.scalar_type() == at::kFloat, "int8_product: rows must be (N, in) float32");
+  TORCH_CHECK(weights.dim() == 3 && weights.scalar_type() == at::kChar && weights.size(2) == 256 &&
+                  weights.is_contiguous(), "int8_product: weights must be contiguous (out / 8, in / 32, 256) int8");
+  TORCH_CHECK(rows.size(1) == weights.size(1) * BLOCK, "int8_product: rows and weights differ in inputs");
+  TORCH_CHECK(scales.scalar_type() == at::kFloat && scales.is_contiguous() && scales.numel() == weights.size(0) * TILE,
+              "int8_product: scales must be (out,) float32");
+  const auto x = rows.contiguous();
+  const int64_t n = x.size(0), in = x.size(1), blocks = in / BLOCK, tiles = weights.size(0), out = tiles * TILE;
+  auto scratch = at::empty({n * in + 2 * n * blocks * static_cast<int64_t>(sizeof(float))}, x.options().dtype(at::kByte));
+  auto* values = reinterpret_cast<int8_t*>(scratch.data_ptr<uint8_t>());
+  auto* steps = reinterpret_cast<float*>(scratch.data_ptr<uint8_t>() + n * in);
+  round_rows(x.data_ptr<float>(), n, in, values, steps, steps + n * blocks);
+  auto result = at::empty({n, out}, x.options());
+  const int8_t* w = weights.data_ptr<int8_t>();
+  const float* scale = scales.data_ptr<float>();
+  float* r = result.data_ptr<float>();
+  at::parallel_for(0, tiles, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t tile = begin; tile < end; ++tile) {
+      int8_tile_rows_product(w + tile * blocks * 256, n, values, steps, in, r + tile * TILE, out);
+      const __m256 s = _mm256_loadu_ps(scale + tile * TILE);
+      for (int64_t row = 0; row < n; ++row) {
+        float* o = r + row * out + tile * TILE;
+        _mm256_storeu_ps(o, _mm256_mul_ps(_mm256_loadu_ps(o), s));
+      }
+    }
+  });
+  return result;
+}
 
-TORCH_LIBRARY_IMPL(textsvc, CPU, m) { m.impl("int4_product", &int4_product); }
+TORCH_LIBRARY(textsvc, m) {
+  m.def("int4_product(Tensor rows, Tensor weights) -> Tensor");
+  m.def("int8_product(Tensor rows, Tensor weights, Tensor scales) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(textsvc, CPU, m) {
+  m.impl("int4_product", &int4_product);
+  m.impl("int8_product", &int8_product);
+}
