@@ -3,6 +3,10 @@ activations rounded to int8, times the weights' grid), a row's result never depe
 torch.compile traces them, and on AVX2-only CPUs the quantized layers run every product through them and keep no
 dequantized copy."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -53,6 +57,18 @@ def reference_int8(rows: torch.Tensor, values: torch.Tensor, scales: torch.Tenso
 
 def test_the_kernels_build_on_avx2():
     assert avx2_kernels.kernels_available()  # a failed build (no compiler, no ninja) must not pass unseen here
+
+
+@pytest.mark.slow
+def test_a_build_killed_midway_does_not_block_later_loads(tmp_path):
+    """torch's `lock` file, left by a build that was killed, would make every later load wait forever."""
+    (tmp_path / avx2_kernels.EXTENSION).mkdir()
+    (tmp_path / avx2_kernels.EXTENSION / "lock").touch()
+    loads = "from textsvc import avx2_kernels; assert avx2_kernels.kernels_available()"
+    # a fresh folder: the kernels are compiled there (about 15 s), then loaded
+    subprocess.run([sys.executable, "-c", loads], env={**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path)},
+                   check=True, timeout=300)
+    assert not (tmp_path / avx2_kernels.EXTENSION / "lock").exists()
 
 
 @pytest.mark.parametrize("out_features, in_features", [(8, 32), (24, 96), (64, 64)])

@@ -27,6 +27,7 @@ BLOCK = 32  # inputs per block, each rounded over its own largest magnitude (lla
 TILE = 8  # output rows interleaved in the packed layouts: one float lane each
 INT4_BLOCK_BYTES = 128 + 2 * TILE * 2  # a tile's 8 x 32 four-bit values, then 8 float16 scales and 8 float16 minima
 INT8_BLOCK_BYTES = TILE * BLOCK  # a tile's 8 x 32 int8 values
+EXTENSION = "textsvc_avx2"  # the compiled library's name, and its folder under torch's extensions folder
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,8 @@ def kernels_available() -> bool:
     run."""
     if not avx2_only_cpu():
         return False
-    from torch.utils import cpp_extension  # imports setuptools: only where the kernels are wanted
-
     try:
-        cpp_extension.load(name="textsvc_avx2", sources=[str(Path(__file__).with_suffix(".cpp"))],
-                           extra_cflags=["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp"], is_python_module=False)
+        build_and_load()
     except (OSError, RuntimeError, ImportError) as error:  # no compiler, no ninja, an unwritable cache
         log.warning("int4/int8: textsvc's AVX2 kernels did not build (%s); torch's kernels run instead", error)
         return False
@@ -56,6 +54,25 @@ def kernels_available() -> bool:
     torch.library.register_fake("textsvc::int8_product")(
         lambda rows, weights, scales: rows.new_empty(rows.shape[0], scales.shape[0]))
     return True
+
+
+def build_and_load() -> None:
+    """Compile the kernels unless torch's extensions folder has them built from this source, and load them. torch
+    guards its build with a `lock` file that a killed build leaves behind, after which every load would wait for it
+    forever; so builds here take a lock the system releases when its process dies, and holding it, remove any
+    `lock` file left."""
+    import fcntl
+
+    from torch.utils import cpp_extension  # imports setuptools: only where the kernels are wanted
+
+    # torch's own folder for the extension (TORCH_EXTENSIONS_DIR, else its cache, per Python and accelerator)
+    directory = Path(cpp_extension._get_build_directory(EXTENSION, verbose=False))
+    with open(directory / "textsvc-build.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        (directory / "lock").unlink(missing_ok=True)
+        cpp_extension.load(name=EXTENSION, sources=[str(Path(__file__).with_suffix(".cpp"))],
+                           extra_cflags=["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp"], is_python_module=False,
+                           build_directory=str(directory))
 
 
 def fits(out_features: int, in_features: int) -> bool:
