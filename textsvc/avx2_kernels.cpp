@@ -16,12 +16,15 @@
 #include <torch/library.h>
 #include <immintrin.h>
 
+#include <type_traits>
+
 namespace {
 
 constexpr int64_t BLOCK = 32;        // inputs per block
 constexpr int64_t TILE = 8;          // output rows per tile: one float lane each
 constexpr int64_t VALUE_BYTES = 128; // a tile's values for one block
-constexpr int64_t BLOCK_BYTES = VALUE_BYTES + 2 * TILE * 2;
+constexpr int64_t BLOCK_BYTES = VALUE_BYTES + 2 * TILE * 2;  // an int4 tile's block: values, scales, minima
+constexpr int64_t INT8_BLOCK_BYTES = TILE * BLOCK;
 
 // rows (N, in) float32 -> int8 values (N, in), each block's step (N, blocks) and exact sum (N, blocks)
 void round_rows(const float* x, int64_t rows, int64_t in, int8_t* values, float* steps, float* sums) {
@@ -99,23 +102,17 @@ void tile_product(const uint8_t* tile, const int8_t* values, const float* steps,
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(out + t * out_stride, total[t]);
 }
 
-// one tile of 8 output rows times all N activation rows, four at a time so that each unpacked weight vector serves
-// four rows (the tile's weights stay in L1 across the groups)
-void tile_rows_product(const uint8_t* tile, int64_t n, const int8_t* values, const float* steps, const float* sums,
-                       int64_t in, float* out, int64_t out_stride) {
-  const int64_t blocks = in / BLOCK;
+// calls product(rows, row) for the activation rows row..row + rows - 1, with `rows` a compile-time 4 as long as four
+// are left, then the 1 to 3 left: each unpacked weight vector serves four rows, and a tile's weights stay in L1
+// across the groups
+template <typename Product>
+void in_row_groups(int64_t n, Product product) {
   int64_t row = 0;
-  for (; row + 4 <= n; row += 4)
-    tile_product<4>(tile, values + row * in, steps + row * blocks, sums + row * blocks, in, out + row * out_stride,
-                    out_stride);
-  const int8_t* v = values + row * in;
-  const float* s = steps + row * blocks;
-  const float* m = sums + row * blocks;
-  float* o = out + row * out_stride;
+  for (; row + 4 <= n; row += 4) product(std::integral_constant<int, 4>{}, row);
   switch (n - row) {
-    case 3: tile_product<3>(tile, v, s, m, in, o, out_stride); break;
-    case 2: tile_product<2>(tile, v, s, m, in, o, out_stride); break;
-    case 1: tile_product<1>(tile, v, s, m, in, o, out_stride); break;
+    case 3: product(std::integral_constant<int, 3>{}, row); break;
+    case 2: product(std::integral_constant<int, 2>{}, row); break;
+    case 1: product(std::integral_constant<int, 1>{}, row); break;
     default: break;
   }
 }
@@ -135,7 +132,7 @@ void int8_tile_product(const int8_t* tile, const int8_t* values, const float* st
     __m256i dot[T];
     for (int t = 0; t < T; ++t) dot[t] = _mm256_setzero_si256();
     for (int c = 0; c < 8; ++c) {
-      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + (b * 8 + c) * 32));
+      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + b * INT8_BLOCK_BYTES + c * 32));
       const __m256i magnitude = _mm256_sign_epi8(w, w);
       for (int t = 0; t < T; ++t) {
         const __m256i a = _mm256_sign_epi8(broadcast_four(values + t * in + b * BLOCK + 4 * c), w);
@@ -148,21 +145,24 @@ void int8_tile_product(const int8_t* tile, const int8_t* values, const float* st
   for (int t = 0; t < T; ++t) _mm256_storeu_ps(out + t * out_stride, total[t]);
 }
 
-void int8_tile_rows_product(const int8_t* tile, int64_t n, const int8_t* values, const float* steps, int64_t in,
-                            float* out, int64_t out_stride) {
-  const int64_t blocks = in / BLOCK;
-  int64_t row = 0;
-  for (; row + 4 <= n; row += 4)
-    int8_tile_product<4>(tile, values + row * in, steps + row * blocks, in, out + row * out_stride, out_stride);
-  const int8_t* v = values + row * in;
-  const float* s = steps + row * blocks;
-  float* o = out + row * out_stride;
-  switch (n - row) {
-    case 3: int8_tile_product<3>(tile, v, s, in, o, out_stride); break;
-    case 2: int8_tile_product<2>(tile, v, s, in, o, out_stride); break;
-    case 1: int8_tile_product<1>(tile, v, s, in, o, out_stride); break;
-    default: break;
-  }
+// the activation rows rounded to 8 bits, in one scratch buffer: the int8 values (N, in), then each block's step and
+// exact sum (N, blocks) each
+struct RoundedRows {
+  at::Tensor scratch;
+  int8_t* values;
+  float* steps;
+  float* sums;
+};
+
+RoundedRows round_all(const at::Tensor& x) {
+  const int64_t n = x.size(0), in = x.size(1), blocks = in / BLOCK;
+  RoundedRows rounded;
+  rounded.scratch = at::empty({n * in + 2 * n * blocks * static_cast<int64_t>(sizeof(float))}, x.options().dtype(at::kByte));
+  rounded.values = reinterpret_cast<int8_t*>(rounded.scratch.data_ptr<uint8_t>());
+  rounded.steps = reinterpret_cast<float*>(rounded.scratch.data_ptr<uint8_t>() + n * in);
+  rounded.sums = rounded.steps + n * blocks;
+  round_rows(x.data_ptr<float>(), n, in, rounded.values, rounded.steps, rounded.sums);
+  return rounded;
 }
 
 }  // namespace
@@ -175,19 +175,17 @@ at::Tensor int4_product(const at::Tensor& rows, const at::Tensor& weights) {
   TORCH_CHECK(rows.size(1) == weights.size(1) * BLOCK, "int4_product: rows and weights differ in inputs");
   const auto x = rows.contiguous();
   const int64_t n = x.size(0), in = x.size(1), blocks = in / BLOCK, tiles = weights.size(0), out = tiles * TILE;
-  // one scratch buffer: the int8 values, then each block's step and sum
-  auto scratch = at::empty({n * in + 2 * n * blocks * static_cast<int64_t>(sizeof(float))}, x.options().dtype(at::kByte));
-  auto* values = reinterpret_cast<int8_t*>(scratch.data_ptr<uint8_t>());
-  auto* steps = reinterpret_cast<float*>(scratch.data_ptr<uint8_t>() + n * in);
-  float* sums = steps + n * blocks;
-  round_rows(x.data_ptr<float>(), n, in, values, steps, sums);
+  const RoundedRows a = round_all(x);
   auto result = at::empty({n, out}, x.options());
   const uint8_t* w = weights.data_ptr<uint8_t>();
   float* r = result.data_ptr<float>();
-  const int64_t tile_bytes = blocks * BLOCK_BYTES;
   at::parallel_for(0, tiles, 4, [&](int64_t begin, int64_t end) {
     for (int64_t tile = begin; tile < end; ++tile)
-      tile_rows_product(w + tile * tile_bytes, n, values, steps, sums, in, r + tile * TILE, out);
+      in_row_groups(n, [&](auto group, int64_t row) {
+        tile_product<decltype(group)::value>(w + tile * blocks * BLOCK_BYTES, a.values + row * in,
+                                             a.steps + row * blocks, a.sums + row * blocks, in,
+                                             r + row * out + tile * TILE, out);
+      });
   });
   return result;
 }
@@ -196,24 +194,24 @@ at::Tensor int4_product(const at::Tensor& rows, const at::Tensor& weights) {
 // row then scaled by `scales` (out,) float32: (N, out) float32
 at::Tensor int8_product(const at::Tensor& rows, const at::Tensor& weights, const at::Tensor& scales) {
   TORCH_CHECK(rows.dim() == 2 && rows.scalar_type() == at::kFloat, "int8_product: rows must be (N, in) float32");
-  TORCH_CHECK(weights.dim() == 3 && weights.scalar_type() == at::kChar && weights.size(2) == 256 &&
+  TORCH_CHECK(weights.dim() == 3 && weights.scalar_type() == at::kChar && weights.size(2) == INT8_BLOCK_BYTES &&
                   weights.is_contiguous(), "int8_product: weights must be contiguous (out / 8, in / 32, 256) int8");
   TORCH_CHECK(rows.size(1) == weights.size(1) * BLOCK, "int8_product: rows and weights differ in inputs");
   TORCH_CHECK(scales.scalar_type() == at::kFloat && scales.is_contiguous() && scales.numel() == weights.size(0) * TILE,
               "int8_product: scales must be (out,) float32");
   const auto x = rows.contiguous();
   const int64_t n = x.size(0), in = x.size(1), blocks = in / BLOCK, tiles = weights.size(0), out = tiles * TILE;
-  auto scratch = at::empty({n * in + 2 * n * blocks * static_cast<int64_t>(sizeof(float))}, x.options().dtype(at::kByte));
-  auto* values = reinterpret_cast<int8_t*>(scratch.data_ptr<uint8_t>());
-  auto* steps = reinterpret_cast<float*>(scratch.data_ptr<uint8_t>() + n * in);
-  round_rows(x.data_ptr<float>(), n, in, values, steps, steps + n * blocks);
+  const RoundedRows a = round_all(x);
   auto result = at::empty({n, out}, x.options());
   const int8_t* w = weights.data_ptr<int8_t>();
   const float* scale = scales.data_ptr<float>();
   float* r = result.data_ptr<float>();
   at::parallel_for(0, tiles, 4, [&](int64_t begin, int64_t end) {
     for (int64_t tile = begin; tile < end; ++tile) {
-      int8_tile_rows_product(w + tile * blocks * 256, n, values, steps, in, r + tile * TILE, out);
+      in_row_groups(n, [&](auto group, int64_t row) {
+        int8_tile_product<decltype(group)::value>(w + tile * blocks * INT8_BLOCK_BYTES, a.values + row * in,
+                                                  a.steps + row * blocks, in, r + row * out + tile * TILE, out);
+      });
       const __m256 s = _mm256_loadu_ps(scale + tile * TILE);
       for (int64_t row = 0; row < n; ++row) {
         float* o = r + row * out + tile * TILE;

@@ -45,7 +45,9 @@ from transformers.pytorch_utils import Conv1D
 from textsvc import avx2_kernels
 from textsvc.devices import cpu_has_native_bf16
 
-GROUP_SIZE = 32  # int4: inputs per block with their own scale and zero (llama.cpp's Q4_0/Q4_1 blocks hold 32)
+# int4: inputs per block with their own scale and zero (llama.cpp's Q4_0/Q4_1 blocks hold 32; textsvc's AVX2 kernel
+# reads blocks of the same size)
+GROUP_SIZE = avx2_kernels.BLOCK
 INT4_OUTPUT_MULTIPLE = 16  # the int4 kernels' packing takes outputs in tiles of 16 (torch's) or 8 (textsvc's)
 ALL_ROWS = sys.maxsize  # packed_rows of a layer whose packed kernel takes products of any size
 
@@ -211,20 +213,19 @@ class Int4WeightOnlyLinear(WeightOnlyLinear):
         out_features, in_features = linear.weight.shape
         blocks = linear.weight.detach().float().reshape(out_features, in_features // GROUP_SIZE, GROUP_SIZE)
         low, high = blocks.amin(dim=-1, keepdim=True), blocks.amax(dim=-1, keepdim=True)
-        scales = ((high - low) / 15).half()  # (out, blocks, 1)
-        low = low.half()
-        values = torch.round((blocks - low.float()) / scales.float().clamp(min=torch.finfo(torch.float32).tiny))
-        values = values.clamp(0, 15)
-        super().__init__(linear, (values * scales.float() + low.float()).reshape(out_features, in_features), tied,
-                         packed_rows, int8_activations, input_maxima)
+        # float32 values on float16's grid: (out, blocks, 1) each
+        scales, low = ((high - low) / 15).half().float(), low.half().float()
+        values = torch.round((blocks - low) / scales.clamp(min=torch.finfo(torch.float32).tiny)).clamp(0, 15)
+        super().__init__(linear, (values * scales + low).reshape(out_features, in_features), tied, packed_rows,
+                         int8_activations, input_maxima)
         if self.own_kernel:
             self.weight_blocks = nn.Buffer(avx2_kernels.pack_int4(
-                values.reshape(out_features, in_features), scales.squeeze(-1), low.squeeze(-1)))
+                values.reshape(out_features, in_features), scales.squeeze(-1).half(), low.squeeze(-1).half()))
             return
         # torch's kernel computes (q - 8) * scale + zero, with scales and zeros as (blocks, out, 2)
-        zeros = low.float() + 8 * scales.float()
-        self.scales_and_zeros = nn.Buffer(torch.cat([scales.float(), zeros], dim=-1).transpose(0, 1)
-                                          .to(torch.bfloat16).contiguous())
+        zeros = low + 8 * scales
+        self.scales_and_zeros = nn.Buffer(torch.cat([scales, zeros], dim=-1).transpose(0, 1).to(torch.bfloat16)
+                                          .contiguous())
         self.weight_int4 = nn.Buffer(torch._convert_weight_to_int4pack_for_cpu(
             values.reshape(out_features, in_features).to(torch.int32), 1))
 
